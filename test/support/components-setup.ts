@@ -1,3 +1,8 @@
-// Global setup of the integration project: makes sure the real components are installed.
-// Filled in by the test bed (registry/containerd); kept as a no-op until then.
-export default function setup(): void {}
+import { inCI, installComponents } from "./components.js";
+
+// Global setup of the integration project: installs the real components once, before any test file.
+export default function setup(): void {
+  if (!installComponents() && inCI) {
+    throw new Error("test/env/install-components.sh failed; CI=true needs every real component");
+  }
+}
