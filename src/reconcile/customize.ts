@@ -1,0 +1,47 @@
+// The customize hook: which objects Metacontroller should send with each sync (DESIGN.md lifecycle
+// step 1). Its answer is cached per (snapshot UID, generation), so it depends on name and spec only
+// (plus the BatchSandbox's alloc-status pod names, read once by the shell).
+import type { CustomizeRequest, CustomizeResponse, RelatedResourceRule } from "../api/types.js";
+import { API_VERSION, BATCH_SANDBOX_RESOURCE, LABEL_BATCH_SANDBOX, LABEL_JOB_NAME, commitJobName, unpauseJobName } from "./names.js";
+
+/** Name of the BatchSandbox the shell should read for its alloc-status pods, if any. */
+export function customizeLookup(req: CustomizeRequest): string | undefined {
+  if (req.parent.status?.phase === "Succeed") return undefined;
+  return req.parent.spec.sandboxName;
+}
+
+/** allocPods: pod names from the BatchSandbox's alloc-status annotation (empty when unreadable). */
+export function customize(req: CustomizeRequest, allocPods: readonly string[] = []): CustomizeResponse {
+  const snap = req.parent;
+  // A Succeed snapshot needs nothing more. (Metacontroller may serve this answer from its cache for a
+  // while after the phase changed; relating a few more objects then is harmless.)
+  if (snap.status?.phase === "Succeed") return { relatedResources: [] };
+  const ns = snap.metadata.namespace;
+  const name = snap.metadata.name ?? "";
+  const inNs = ns !== undefined ? { namespace: ns } : {};
+  const rules: RelatedResourceRule[] = [];
+  const pods = (names: string[]): void => {
+    const unique = [...new Set(names)].filter((n) => n !== "");
+    if (unique.length > 0) rules.push({ apiVersion: "v1", resource: "pods", ...inNs, names: unique });
+  };
+  const podsLabelled = (key: string, value: string): void => {
+    rules.push({ apiVersion: "v1", resource: "pods", ...inNs, labelSelector: { matchLabels: { [key]: value } } });
+  };
+
+  const sandbox = snap.spec.sandboxName;
+  if (sandbox !== undefined) {
+    rules.push({ apiVersion: API_VERSION, resource: BATCH_SANDBOX_RESOURCE, ...inNs, names: [sandbox] });
+    pods([...allocPods, `${sandbox}-0`]);
+    podsLabelled(LABEL_BATCH_SANDBOX, sandbox);
+  } else if (snap.spec.podName !== undefined) {
+    pods([snap.spec.podName]);
+  }
+  // The owning BatchSandbox (its generation names the tag) when it is not the source.
+  const owner = snap.metadata.ownerReferences?.find((o) => o.controller === true && o.kind === "BatchSandbox");
+  if (owner !== undefined && owner.name !== sandbox) {
+    rules.push({ apiVersion: API_VERSION, resource: BATCH_SANDBOX_RESOURCE, ...inNs, names: [owner.name] });
+  }
+  podsLabelled(LABEL_JOB_NAME, commitJobName(name));
+  podsLabelled(LABEL_JOB_NAME, unpauseJobName(name));
+  return { relatedResources: rules };
+}

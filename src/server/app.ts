@@ -1,0 +1,312 @@
+// The hook HTTP server (thin shell): validate, look up what the core planned, call the pure core,
+// answer. Bad input is a 400 with the validation errors; nothing a client sends can crash it.
+import { randomUUID } from "node:crypto";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { pino, type Logger } from "pino";
+import type { SandboxSnapshot, SandboxSnapshotStatus, SyncRequest, SyncResponse } from "../api/types.js";
+import {
+  validateCustomizeRequest,
+  validateCustomizeResponse,
+  validateSyncRequest,
+  validateSyncResponse,
+  type ValidationIssue,
+} from "../api/validate.js";
+import type { ControllerConfig } from "../config/config.js";
+import { findCondition } from "../reconcile/conditions.js";
+import { customize, customizeLookup } from "../reconcile/customize.js";
+import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
+import { allocStatus } from "../reconcile/source.js";
+import { planSyncLookups, sync } from "../reconcile/sync.js";
+import { eventObject, type SnapshotEvent } from "./events.js";
+import { describeKubeError, type KubeAccess } from "./kube.js";
+import { performSyncLookups } from "./lookups.js";
+import { createMetrics, type Metrics } from "./metrics.js";
+
+/** Carries out the registry clean-up a finalize call needs (issue: finalize); optional. */
+export type CleanupRunner = (req: SyncRequest, now: Date, log: Logger) => Promise<FinalizeCleanup | undefined>;
+
+export interface ServerDeps {
+  config: ControllerConfig;
+  log: Logger;
+  metrics: Metrics;
+  kube?: KubeAccess | undefined;
+  clock?: () => Date;
+  cleanup?: CleanupRunner;
+}
+
+export const BODY_LIMIT = "4mb";
+
+type Hook = "sync" | "finalize" | "customize";
+
+class BadRequest extends Error {
+  constructor(
+    message: string,
+    readonly errors: ValidationIssue[],
+  ) {
+    super(message);
+  }
+}
+
+function snapshotRef(snap: SandboxSnapshot): string {
+  return `${snap.metadata.namespace ?? ""}/${snap.metadata.name ?? ""}`;
+}
+
+function transitionEvent(prev: SandboxSnapshotStatus | undefined, next: SandboxSnapshotStatus): SnapshotEvent | undefined {
+  const from = prev?.phase;
+  const to = next.phase;
+  if (to === undefined || from === to) {
+    const resumed = findCondition(next.conditions, "ContainersResumed");
+    const before = findCondition(prev?.conditions, "ContainersResumed");
+    if (resumed && resumed.status !== "Unknown" && before?.status !== resumed.status) {
+      return {
+        transition: `resumed-${resumed.status}`,
+        type: resumed.status === "True" ? "Normal" : "Warning",
+        reason: resumed.reason ?? "ContainersResumed",
+        message: resumed.message ?? "",
+      };
+    }
+    return undefined;
+  }
+  if (to === "Pending") return undefined;
+  if (to === "Failed") {
+    const f = findCondition(next.conditions, "Failed");
+    return { transition: "failed", type: "Warning", reason: f?.reason ?? "Failed", message: f?.message ?? "snapshot failed" };
+  }
+  if (to === "Succeed") return { transition: "succeed", type: "Normal", reason: "Succeeded", message: "snapshot images pushed" };
+  return {
+    transition: "committing",
+    type: "Normal",
+    reason: "Committing",
+    message: `committing pod ${next.sourcePodName ?? ""} on node ${next.sourceNodeName ?? ""}`,
+  };
+}
+
+export function createHookApp(deps: ServerDeps): express.Express {
+  const { config, metrics } = deps;
+  const clock = deps.clock ?? ((): Date => new Date());
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  let ready = true;
+  app.locals.setReady = (v: boolean): void => {
+    ready = v;
+  };
+
+  const emit = (snap: SandboxSnapshot, ev: SnapshotEvent | undefined, log: Logger): void => {
+    if (!ev || !deps.kube) return;
+    deps.kube.createEvent(snap.metadata.namespace ?? "", eventObject(snap, ev, clock())).catch((err: unknown) => {
+      metrics.eventFailures.inc();
+      log.warn({ err: describeKubeError(err), reason: ev.reason }, "could not create Event");
+    });
+  };
+
+  const observe = (snap: SandboxSnapshot, res: SyncResponse, log: Logger): void => {
+    const prev = snap.status;
+    const next = res.status;
+    if (prev?.phase !== next.phase && next.phase !== undefined) {
+      metrics.phaseTransitions.inc({ from: prev?.phase ?? "none", to: next.phase });
+      log.info({ snapshot: snapshotRef(snap), from: prev?.phase ?? "none", to: next.phase }, "phase changed");
+      if (next.phase === "Succeed") {
+        if (next.freezeMillis !== undefined) metrics.freezeSeconds.observe(next.freezeMillis / 1000);
+        for (const c of next.containers ?? []) if (c.sizeBytes !== undefined) metrics.snapshotSizeBytes.observe(c.sizeBytes);
+      }
+    }
+    emit(snap, transitionEvent(prev, next), log);
+  };
+
+  const checked = (res: SyncResponse): SyncResponse => {
+    const v = validateSyncResponse(res);
+    if (!v.ok) throw new Error(`internal error: response does not match the hook schema: ${JSON.stringify(v.errors)}`);
+    return res;
+  };
+
+  const handlers: Record<Hook, (body: unknown, log: Logger) => Promise<unknown>> = {
+    sync: async (body, log) => {
+      const v = validateSyncRequest(body);
+      if (!v.ok) throw new BadRequest("sync request does not match the hook schema", v.errors);
+      const req = v.value;
+      const plan = planSyncLookups(req, config);
+      const lookups = plan.source || plan.pushSecret !== undefined ? await performSyncLookups(plan, req.parent, deps.kube) : {};
+      const res = checked(sync(req, config, clock(), lookups));
+      observe(req.parent, res, log);
+      return res;
+    },
+    finalize: async (body, log) => {
+      const v = validateSyncRequest(body);
+      if (!v.ok) throw new BadRequest("finalize request does not match the hook schema", v.errors);
+      const req = v.value;
+      const now = clock();
+      const cleanup = deps.cleanup ? await deps.cleanup(req, now, log) : undefined;
+      const res = checked(finalize(req, config, now, cleanup));
+      if (res.finalized === true) log.info({ snapshot: snapshotRef(req.parent) }, "finalized");
+      return res;
+    },
+    customize: async (body, log) => {
+      const v = validateCustomizeRequest(body);
+      if (!v.ok) throw new BadRequest("customize request does not match the hook schema", v.errors);
+      const req = v.value;
+      const sandbox = customizeLookup(req);
+      let allocPods: string[] = [];
+      if (sandbox !== undefined && deps.kube) {
+        try {
+          const bs = await deps.kube.getBatchSandbox(req.parent.metadata.namespace ?? "", sandbox);
+          const alloc = allocStatus(bs);
+          if (alloc.error !== undefined) log.warn({ snapshot: snapshotRef(req.parent) }, alloc.error);
+          allocPods = alloc.pods;
+        } catch (err) {
+          log.warn({ snapshot: snapshotRef(req.parent), err: describeKubeError(err) }, "could not read BatchSandbox for customize");
+        }
+      }
+      const res = customize(req, allocPods);
+      const rv = validateCustomizeResponse(res);
+      if (!rv.ok) throw new Error(`internal error: customize response invalid: ${JSON.stringify(rv.errors)}`);
+      return res;
+    },
+  };
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const header = req.headers["x-request-id"];
+    const id = typeof header === "string" && /^[\w.-]{1,64}$/.test(header) ? header : randomUUID();
+    res.locals.log = deps.log.child({ reqId: id });
+    res.setHeader("x-request-id", id);
+    next();
+  });
+
+  app.get("/healthz", (_req, res) => {
+    res.type("text/plain").send("ok");
+  });
+  app.get("/readyz", (_req, res) => {
+    if (ready) res.type("text/plain").send("ok");
+    else res.status(503).type("text/plain").send("shutting down");
+  });
+
+  for (const hook of ["sync", "finalize", "customize"] as const) {
+    app.post(
+      `/${hook}`,
+      express.json({ limit: BODY_LIMIT, strict: true, type: () => true }),
+      (req: Request, res: Response, next: NextFunction) => {
+        const log = res.locals.log as Logger;
+        const end = metrics.hookDuration.startTimer({ hook });
+        handlers[hook](req.body, log).then(
+          (answer) => {
+            end();
+            metrics.hookRequests.inc({ hook, outcome: "ok" });
+            res.json(answer);
+          },
+          (err: unknown) => {
+            end();
+            next(Object.assign(err instanceof Error ? err : new Error(String(err)), { hook }));
+          },
+        );
+      },
+    );
+  }
+
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ error: "not found; hooks are POST /sync, /finalize, /customize" });
+  });
+
+  // Error handler: express needs the four-argument form.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const log = (res.locals.log as Logger | undefined) ?? deps.log;
+    const hook = ((err as { hook?: string }).hook ?? req.path.slice(1)) || "unknown";
+    const e = err as { type?: string; status?: number; message?: string };
+    if (err instanceof BadRequest) {
+      metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      log.warn({ hook, errors: err.errors }, err.message);
+      res.status(400).json({ error: err.message, errors: err.errors });
+    } else if (e.type === "entity.parse.failed") {
+      metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      res.status(400).json({ error: "request body is not valid JSON", errors: [{ path: "/", message: e.message ?? "" }] });
+    } else if (e.type === "entity.too.large") {
+      metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      res.status(413).json({ error: `request body is larger than ${BODY_LIMIT}` });
+    } else if (typeof e.status === "number" && e.status >= 400 && e.status < 500) {
+      metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      res.status(e.status).json({ error: e.message ?? "bad request" });
+    } else {
+      metrics.hookRequests.inc({ hook, outcome: "error" });
+      log.error({ hook, err }, "hook failed");
+      res.status(500).json({ error: "internal error" });
+    }
+  });
+  return app;
+}
+
+export function createMetricsApp(metrics: Metrics): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.get("/metrics", (_req, res, next) => {
+    metrics.registry.metrics().then((text) => {
+      res.type(metrics.registry.contentType).send(text);
+    }, next);
+  });
+  app.use((_req, res) => {
+    res.status(404).type("text/plain").send("metrics are at /metrics");
+  });
+  return app;
+}
+
+export interface RunningServer {
+  hookPort: number;
+  metricsPort: number;
+  metrics: Metrics;
+  /** Stops accepting, finishes in-flight requests, then closes. */
+  close(): Promise<void>;
+}
+
+function listen(app: express.Express, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once("listening", () => {
+      resolve(server);
+    });
+    server.once("error", reject);
+  });
+}
+
+/** Lets in-flight requests finish; connections still open after the grace period are cut. */
+function closeServer(server: Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+    }, graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+export async function startServer(
+  config: ControllerConfig,
+  opts: { log?: Logger; kube?: KubeAccess | undefined; clock?: () => Date; cleanup?: CleanupRunner } = {},
+): Promise<RunningServer> {
+  const log = opts.log ?? pino({ level: config.logLevel });
+  const metrics = createMetrics();
+  const hookApp = createHookApp({ config, log, metrics, kube: opts.kube, ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.cleanup ? { cleanup: opts.cleanup } : {}) });
+  const hookServer = await listen(hookApp, config.hookListen.host, config.hookListen.port);
+  // Metacontroller keeps connections alive; a bit longer than its idle timeout avoids reset races.
+  hookServer.keepAliveTimeout = 65_000;
+  let metricsServer: Server;
+  try {
+    metricsServer = await listen(createMetricsApp(metrics), config.metricsListen.host, config.metricsListen.port);
+  } catch (err) {
+    await closeServer(hookServer);
+    throw err;
+  }
+  const port = (s: Server): number => (s.address() as AddressInfo).port;
+  return {
+    hookPort: port(hookServer),
+    metricsPort: port(metricsServer),
+    metrics,
+    close: async () => {
+      (hookApp.locals.setReady as (v: boolean) => void)(false);
+      await Promise.all([closeServer(hookServer), closeServer(metricsServer)]);
+    },
+  };
+}

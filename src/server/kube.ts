@@ -1,0 +1,120 @@
+// The hook server's few, time-bounded Kubernetes API calls: GET a BatchSandbox, GET a Pod, check that
+// a Secret exists, create an Event. Without in-cluster credentials or KUBECONFIG there is no API
+// access; callers degrade (logged once at start-up).
+import { existsSync } from "node:fs";
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import type { BatchSandbox, Pod } from "../api/types.js";
+import { BATCH_SANDBOX_RESOURCE, GROUP } from "../reconcile/names.js";
+
+export interface KubeAccess {
+  /** undefined when the object does not exist. */
+  getBatchSandbox(namespace: string, name: string): Promise<BatchSandbox | undefined>;
+  getPod(namespace: string, name: string): Promise<Pod | undefined>;
+  secretExists(namespace: string, name: string): Promise<boolean>;
+  createEvent(namespace: string, event: Record<string, unknown>): Promise<"created" | "exists">;
+}
+
+export const KUBE_TIMEOUT_MS = 2000;
+
+export class KubeTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what} did not answer within ${ms} ms`);
+    this.name = "KubeTimeoutError";
+  }
+}
+
+function statusCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } } | null;
+  const c = e?.code ?? e?.statusCode ?? e?.response?.statusCode;
+  return typeof c === "number" ? c : undefined;
+}
+
+async function bounded<T>(what: string, ms: number, call: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new KubeTimeoutError(what, ms));
+    }, ms);
+  });
+  try {
+    return await Promise.race([call(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Short, credential-free description of an API error for status conditions and logs. */
+export function describeKubeError(err: unknown): string {
+  if (err instanceof KubeTimeoutError) return err.message;
+  const code = statusCode(err);
+  if (code !== undefined) return `API server answered HTTP ${code}`;
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split("\n")[0]?.slice(0, 200) ?? "unknown error";
+}
+
+async function orUndefinedOn404<T>(call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (err) {
+    if (statusCode(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Loads in-cluster credentials or KUBECONFIG; undefined when neither is available. */
+export function loadKubeConfig(env: Readonly<Record<string, string | undefined>>): KubeConfig | undefined {
+  const kc = new KubeConfig();
+  if (env.KUBERNETES_SERVICE_HOST !== undefined && existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token")) {
+    kc.loadFromCluster();
+    return kc;
+  }
+  const file = env.KUBECONFIG;
+  if (file !== undefined && file !== "") {
+    kc.loadFromFile(file.split(":")[0] ?? file);
+    return kc;
+  }
+  return undefined;
+}
+
+export function createKubeAccess(kc: KubeConfig, timeoutMs = KUBE_TIMEOUT_MS): KubeAccess {
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  return {
+    getBatchSandbox: (namespace, name) =>
+      bounded(`GET BatchSandbox ${namespace}/${name}`, timeoutMs, () =>
+        orUndefinedOn404(
+          async () =>
+            (await custom.getNamespacedCustomObject({
+              group: GROUP,
+              version: "v1alpha1",
+              namespace,
+              plural: BATCH_SANDBOX_RESOURCE,
+              name,
+            })) as BatchSandbox,
+        ),
+      ),
+    getPod: (namespace, name) =>
+      bounded(`GET Pod ${namespace}/${name}`, timeoutMs, () =>
+        orUndefinedOn404(async () => (await core.readNamespacedPod({ namespace, name })) as unknown as Pod),
+      ),
+    secretExists: (namespace, name) =>
+      bounded(`GET Secret ${namespace}/${name}`, timeoutMs, async () => {
+        // Only existence matters; the data is dropped at once and never logged.
+        const found = await orUndefinedOn404(async () => {
+          await core.readNamespacedSecret({ namespace, name });
+          return true;
+        });
+        return found === true;
+      }),
+    createEvent: (namespace, event) =>
+      bounded(`create Event in ${namespace}`, timeoutMs, async () => {
+        try {
+          await core.createNamespacedEvent({ namespace, body: event as never });
+          return "created";
+        } catch (err) {
+          if (statusCode(err) === 409) return "exists";
+          throw err;
+        }
+      }),
+  };
+}
