@@ -1,0 +1,120 @@
+// Finding a pod's containers in containerd by their CRI labels, and checking that their root
+// filesystem changes can be captured.
+import type { ContainerdClient } from "../containerd/client.js";
+import type { Container, ProcessStatus } from "../containerd/types.js";
+
+export const LABEL_POD_NAME = "io.kubernetes.pod.name";
+export const LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace";
+export const LABEL_CONTAINER_NAME = "io.kubernetes.container.name";
+export const LABEL_CRI_KIND = "io.cri-containerd.kind";
+
+export interface TargetContainer {
+  /** The Kubernetes container name. */
+  readonly name: string;
+  /** containerd's container id. */
+  readonly id: string;
+  readonly image: string;
+  readonly snapshotter: string;
+  readonly snapshotKey: string;
+  readonly runtime: string;
+  readonly status: ProcessStatus | undefined;
+}
+
+export class LookupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LookupError";
+  }
+}
+
+/** containerd filter value, quoted (strconv-style) so any character is safe. */
+function quote(v: string): string {
+  return JSON.stringify(v);
+}
+
+/**
+ * Runtimes whose root-filesystem writes land in the overlay upper directory on the host. runc (and
+ * drop-in OCI runtimes configured through the runc shim, e.g. crun) do; sandboxed runtimes such as
+ * gVisor (runsc) and Kata keep them inside the sandbox, so a capture would silently miss them.
+ */
+export function checkRuntime(runtime: string): string | undefined {
+  if (/^io\.containerd\.runc\.v[12]$/.test(runtime) || runtime === "io.containerd.runtime.v1.linux") return undefined;
+  if (/runsc|gvisor/i.test(runtime)) {
+    return `runtime ${runtime} (gVisor) keeps the container's file changes inside the sandbox, not in the overlay upper directory; snapshots need a runc-based runtime`;
+  }
+  if (/kata/i.test(runtime)) {
+    return `runtime ${runtime} (Kata Containers) keeps the container's file changes inside the VM, not in the overlay upper directory; snapshots need a runc-based runtime`;
+  }
+  return `runtime ${runtime} is not supported: only runc-based runtimes (io.containerd.runc.v2) write the root filesystem changes to the snapshotter's upper directory`;
+}
+
+function created(c: Container): number {
+  return c.created_at === null ? 0 : c.created_at.seconds * 1e3 + c.created_at.nanos / 1e6;
+}
+
+/** All (non-sandbox) containers of a pod with a given container name, newest first, with task status. */
+export async function podContainerAttempts(
+  client: ContainerdClient,
+  pod: string,
+  namespace: string,
+  container: string,
+): Promise<{ container: Container; status: ProcessStatus | undefined }[]> {
+  const filter = [
+    `labels.${quote(LABEL_POD_NAME)}==${quote(pod)}`,
+    `labels.${quote(LABEL_POD_NAMESPACE)}==${quote(namespace)}`,
+    `labels.${quote(LABEL_CONTAINER_NAME)}==${quote(container)}`,
+  ].join(",");
+  const found = (await client.listContainers([filter]))
+    .filter(
+      (c) =>
+        c.labels[LABEL_CRI_KIND] !== "sandbox" &&
+        c.labels[LABEL_POD_NAME] === pod &&
+        c.labels[LABEL_POD_NAMESPACE] === namespace &&
+        c.labels[LABEL_CONTAINER_NAME] === container,
+    )
+    .sort((a, b) => created(b) - created(a));
+  return Promise.all(found.map(async (c) => ({ container: c, status: await client.taskStatus(c.id) })));
+}
+
+/**
+ * Resolves each container name to the attempt that is running (or paused, e.g. left by an earlier
+ * interrupted commit), and checks its runtime. Throws a LookupError naming what is missing.
+ */
+export async function findTargets(
+  client: ContainerdClient,
+  pod: string,
+  namespace: string,
+  names: readonly string[],
+): Promise<TargetContainer[]> {
+  const targets: TargetContainer[] = [];
+  for (const name of names) {
+    const attempts = await podContainerAttempts(client, pod, namespace, name);
+    if (attempts.length === 0) {
+      throw new LookupError(
+        `container ${name} of pod ${namespace}/${pod} not found in containerd namespace ${client.namespace} (no container with CRI labels ${LABEL_POD_NAME}=${pod}, ${LABEL_POD_NAMESPACE}=${namespace}, ${LABEL_CONTAINER_NAME}=${name})`,
+      );
+    }
+    const live = attempts.find((a) => a.status === "RUNNING" || a.status === "PAUSED" || a.status === "PAUSING");
+    if (live === undefined) {
+      const states = attempts.map((a) => `${a.container.id}: ${a.status ?? "no task"}`).join(", ");
+      throw new LookupError(`container ${name} of pod ${namespace}/${pod} is not running (${states})`);
+    }
+    const c = live.container;
+    const runtime = c.runtime?.name ?? "";
+    const bad = checkRuntime(runtime);
+    if (bad !== undefined) throw new LookupError(`container ${name} of pod ${namespace}/${pod}: ${bad}`);
+    if (c.snapshot_key === "" || c.snapshotter === "") {
+      throw new LookupError(`container ${name} of pod ${namespace}/${pod} has no snapshot (snapshotter/snapshotKey empty)`);
+    }
+    targets.push({
+      name,
+      id: c.id,
+      image: c.image,
+      snapshotter: c.snapshotter,
+      snapshotKey: c.snapshot_key,
+      runtime,
+      status: live.status,
+    });
+  }
+  return targets;
+}

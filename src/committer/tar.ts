@@ -1,0 +1,324 @@
+// A small, binary-safe tar codec (POSIX ustar headers + PAX extended headers), reading and writing.
+//
+// Why not tar-stream for this: its PAX support decodes and encodes record values as UTF-8 strings,
+// which corrupts binary extended attributes (security.capability, for one) — and xattrs are part of a
+// layer's contents. Names and link names are kept as latin1 strings so that every byte of a file name
+// survives the round trip unchanged (only ASCII separators are ever inspected).
+
+export type TarType = "file" | "link" | "symlink" | "char" | "block" | "dir" | "fifo";
+
+export interface TarHeader {
+  name: string;
+  type: TarType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Seconds since the epoch, possibly fractional. */
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  /** Extended attributes (PAX `SCHILY.xattr.<name>`), values as raw bytes. */
+  xattrs: Map<string, Buffer>;
+  /** Other PAX records, raw. */
+  pax: Map<string, Buffer>;
+}
+
+const TYPE_FLAGS: Record<TarType, string> = {
+  file: "0",
+  link: "1",
+  symlink: "2",
+  char: "3",
+  block: "4",
+  dir: "5",
+  fifo: "6",
+};
+const FLAG_TYPES: Record<string, TarType> = {
+  "0": "file",
+  "\0": "file",
+  "7": "file",
+  "1": "link",
+  "2": "symlink",
+  "3": "char",
+  "4": "block",
+  "5": "dir",
+  "6": "fifo",
+};
+
+export const BLOCK = 512;
+const XATTR = "SCHILY.xattr.";
+
+export function emptyHeader(name: string, type: TarType): TarHeader {
+  return {
+    name,
+    type,
+    mode: type === "dir" ? 0o755 : 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    linkname: "",
+    devmajor: 0,
+    devminor: 0,
+    xattrs: new Map(),
+    pax: new Map(),
+  };
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, "latin1"), value, Buffer.from("\n")]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), "latin1"), body]);
+}
+
+function writeOctal(buf: Buffer, off: number, width: number, value: number): boolean {
+  const s = Math.floor(value).toString(8);
+  if (s.length > width - 1) return false;
+  buf.write(s.padStart(width - 1, "0"), off, "latin1");
+  buf[off + width - 1] = 0;
+  return true;
+}
+
+function writeString(buf: Buffer, off: number, width: number, s: string): void {
+  Buffer.from(s, "latin1").copy(buf, off, 0, width);
+}
+
+function ustar(h: TarHeader, name: string, linkname: string, size: number, flag: string): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  writeString(buf, 0, 100, name);
+  writeOctal(buf, 100, 8, h.mode & 0o7777);
+  writeOctal(buf, 108, 8, Math.min(h.uid, 0o7777777));
+  writeOctal(buf, 116, 8, Math.min(h.gid, 0o7777777));
+  writeOctal(buf, 124, 12, size);
+  writeOctal(buf, 136, 12, Math.max(0, Math.min(Math.floor(h.mtime), 0o77777777777)));
+  buf.write("        ", 148, "latin1");
+  buf.write(flag, 156, "latin1");
+  writeString(buf, 157, 100, linkname);
+  buf.write("ustar\u000000", 257, "latin1");
+  writeOctal(buf, 329, 8, h.devmajor);
+  writeOctal(buf, 337, 8, h.devminor);
+  let sum = 0;
+  for (const b of buf) sum += b;
+  writeOctal(buf, 148, 7, sum);
+  buf[155] = 0x20;
+  return buf;
+}
+
+function pad(n: number): number {
+  return (BLOCK - (n % BLOCK)) % BLOCK;
+}
+
+/** Header blocks (a PAX extended header first when needed) for one entry. */
+export function encodeHeader(h: TarHeader): Buffer {
+  const name = h.type === "dir" && !h.name.endsWith("/") ? `${h.name}/` : h.name;
+  const records: Buffer[] = [];
+  const nameBytes = Buffer.byteLength(name, "latin1");
+  if (nameBytes > 100) records.push(paxRecord("path", Buffer.from(name, "latin1")));
+  if (Buffer.byteLength(h.linkname, "latin1") > 100) records.push(paxRecord("linkpath", Buffer.from(h.linkname, "latin1")));
+  if (h.uid > 0o7777777) records.push(paxRecord("uid", Buffer.from(String(h.uid))));
+  if (h.gid > 0o7777777) records.push(paxRecord("gid", Buffer.from(String(h.gid))));
+  if (h.size > 0o77777777777) records.push(paxRecord("size", Buffer.from(String(h.size))));
+  if (!Number.isInteger(h.mtime) || h.mtime > 0o77777777777 || h.mtime < 0) {
+    records.push(paxRecord("mtime", Buffer.from(formatTime(h.mtime))));
+  }
+  for (const [k, v] of h.pax) records.push(paxRecord(k, v));
+  for (const [k, v] of [...h.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    records.push(paxRecord(`${XATTR}${k}`, v));
+  }
+  const flag = TYPE_FLAGS[h.type];
+  const size = h.type === "file" ? h.size : 0;
+  const shortName = nameBytes > 100 ? name.slice(0, 99) : name;
+  const shortLink = h.linkname.slice(0, 100);
+  const main = ustar(h, shortName, shortLink, size > 0o77777777777 ? 0 : size, flag);
+  if (records.length === 0) return main;
+  const body = Buffer.concat(records);
+  const paxName = `PaxHeaders/${shortName.replace(/\/$/, "")}`.slice(0, 100);
+  const paxHead = ustar({ ...h, mode: 0o644 }, paxName, "", body.length, "x");
+  return Buffer.concat([paxHead, body, Buffer.alloc(pad(body.length)), main]);
+}
+
+function formatTime(t: number): string {
+  if (Number.isInteger(t)) return String(t);
+  const s = Math.floor(t);
+  const ns = Math.round((t - s) * 1e9);
+  return ns === 0 ? String(s) : `${s}.${String(ns).padStart(9, "0").replace(/0+$/, "")}`;
+}
+
+export function paddingFor(size: number): Buffer {
+  return Buffer.alloc(pad(size));
+}
+
+/** Two zero blocks end an archive. */
+export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+
+// ---- reading ------------------------------------------------------------------------------------
+
+/** Reads exact byte counts from an async stream of chunks. */
+class ByteReader {
+  private buffered: Buffer[] = [];
+  private length = 0;
+  private done = false;
+  constructor(private readonly source: AsyncIterator<Buffer>) {}
+
+  private async fill(n: number): Promise<boolean> {
+    while (this.length < n && !this.done) {
+      const r = await this.source.next();
+      if (r.done === true) {
+        this.done = true;
+        break;
+      }
+      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+      this.buffered.push(chunk);
+      this.length += chunk.length;
+    }
+    return this.length >= n;
+  }
+
+  /** Exactly n bytes, or undefined at a clean end of stream (throws on a truncated one). */
+  async read(n: number): Promise<Buffer | undefined> {
+    if (!(await this.fill(n))) {
+      if (this.length === 0) return undefined;
+      throw new Error(`tar stream truncated: wanted ${n} bytes, got ${this.length}`);
+    }
+    const all = this.buffered.length === 1 ? (this.buffered[0] as Buffer) : Buffer.concat(this.buffered);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.buffered = rest.length > 0 ? [rest] : [];
+    this.length = rest.length;
+    return out;
+  }
+
+  /** The next chunk of at most max bytes (max > 0); throws at end of stream. */
+  async chunk(max: number): Promise<Buffer> {
+    if (this.length === 0 && !(await this.fill(1))) throw new Error("tar stream truncated inside an entry");
+    const first = this.buffered.shift() as Buffer;
+    this.length -= first.length;
+    if (first.length <= max) return first;
+    const rest = first.subarray(max);
+    this.buffered.unshift(rest);
+    this.length += rest.length;
+    return first.subarray(0, max);
+  }
+
+  async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) left -= (await this.chunk(left)).length;
+  }
+}
+
+function readNumber(buf: Buffer, off: number, width: number): number {
+  const first = buf[off] ?? 0;
+  if (first & 0x80) {
+    // base-256 (GNU): big-endian two's complement, high bit is the marker
+    let v = first & 0x7f;
+    for (let i = 1; i < width; i++) v = v * 256 + (buf[off + i] ?? 0);
+    return v;
+  }
+  const s = buf.toString("latin1", off, off + width).replace(/\0.*$/s, "").trim();
+  return s === "" ? 0 : parseInt(s, 8);
+}
+
+function readString(buf: Buffer, off: number, width: number): string {
+  const end = buf.indexOf(0, off);
+  return buf.toString("latin1", off, end === -1 || end > off + width ? off + width : end);
+}
+
+function parsePax(body: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let pos = 0;
+  while (pos < body.length) {
+    const sp = body.indexOf(0x20, pos);
+    if (sp === -1) break;
+    const len = parseInt(body.toString("latin1", pos, sp), 10);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > body.length) throw new Error("malformed PAX record");
+    const rec = body.subarray(sp + 1, pos + len - 1); // without the trailing newline
+    const eq = rec.indexOf(0x3d);
+    if (eq === -1) throw new Error("malformed PAX record (no '=')");
+    out.set(rec.toString("latin1", 0, eq), Buffer.from(rec.subarray(eq + 1)));
+    pos += len;
+  }
+  return out;
+}
+
+export interface TarEntry {
+  header: TarHeader;
+  /** The entry's data; must be consumed (or ignored: the reader skips the rest) before the next entry. */
+  body: AsyncGenerator<Buffer>;
+}
+
+/** Parses a tar stream entry by entry. PAX (`x`, `g`) and GNU long-name (`L`, `K`) headers are folded in. */
+export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
+  const r = new ByteReader(source[Symbol.asyncIterator]());
+  let global = new Map<string, Buffer>();
+  let local = new Map<string, Buffer>();
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  for (;;) {
+    const block = await r.read(BLOCK);
+    if (block === undefined) return;
+    if (block.every((b) => b === 0)) return; // end of archive
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
+    if (sum !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
+    const flag = String.fromCharCode(block[156] ?? 0);
+    const size = readNumber(block, 124, 12);
+    if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
+      const body = (await r.read(size + pad(size)))?.subarray(0, size) ?? Buffer.alloc(0);
+      if (flag === "x") local = new Map([...local, ...parsePax(body)]);
+      else if (flag === "g") global = new Map([...global, ...parsePax(body)]);
+      else if (flag === "L") longName = body.toString("latin1").replace(/\0+$/, "");
+      else longLink = body.toString("latin1").replace(/\0+$/, "");
+      continue;
+    }
+    const pax = new Map([...global, ...local]);
+    local = new Map();
+    const type = FLAG_TYPES[flag];
+    if (type === undefined) throw new Error(`unsupported tar entry type '${flag}'`);
+    const prefix = readString(block, 345, 155);
+    let name = longName ?? (prefix !== "" ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
+    let linkname = longLink ?? readString(block, 157, 100);
+    longName = longLink = undefined;
+    const h: TarHeader = {
+      name,
+      type,
+      mode: readNumber(block, 100, 8),
+      uid: readNumber(block, 108, 8),
+      gid: readNumber(block, 116, 8),
+      size: type === "file" ? size : 0,
+      mtime: readNumber(block, 136, 12),
+      linkname,
+      devmajor: readNumber(block, 329, 8),
+      devminor: readNumber(block, 337, 8),
+      xattrs: new Map(),
+      pax: new Map(),
+    };
+    for (const [k, v] of pax) {
+      const s = v.toString("latin1");
+      if (k === "path") name = h.name = s;
+      else if (k === "linkpath") linkname = h.linkname = s;
+      else if (k === "size") h.size = type === "file" ? Number(s) : 0;
+      else if (k === "uid") h.uid = Number(s);
+      else if (k === "gid") h.gid = Number(s);
+      else if (k === "mtime") h.mtime = Number(s);
+      else if (k.startsWith(XATTR)) h.xattrs.set(k.slice(XATTR.length), v);
+      else if (k === "atime" || k === "ctime" || k === "hdrcharset" || k === "comment") continue;
+      else h.pax.set(k, v);
+    }
+    const state = { left: type === "file" ? h.size : size };
+    const total = state.left;
+    async function* body(): AsyncGenerator<Buffer> {
+      while (state.left > 0) {
+        const c = await r.chunk(state.left);
+        state.left -= c.length;
+        yield c;
+      }
+    }
+    yield { header: h, body: body() };
+    // skip whatever the consumer left unread, then the padding
+    await r.skip(state.left + pad(total));
+  }
+}

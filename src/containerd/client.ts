@@ -1,0 +1,287 @@
+// containerd's gRPC API, reached over its unix socket with @grpc/grpc-js. Only the services the committer
+// needs are kept (protocol definitions under ./proto, copied from containerd 1.6's API by
+// proto/update.sh). The namespace travels in the `containerd-namespace` metadata key, a lease (when one
+// is held) in `containerd-lease`, so everything created under it is protected from garbage collection
+// until the lease is deleted.
+import * as grpc from "@grpc/grpc-js";
+import { loadSync, type MethodDefinition, type PackageDefinition } from "@grpc/proto-loader";
+import { fileURLToPath } from "node:url";
+import type {
+  Container,
+  ContentInfo,
+  Descriptor,
+  Image,
+  Mount,
+  ProcessStatus,
+  SnapshotInfo,
+  TaskProcess,
+} from "./types.js";
+
+export const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
+export const DEFAULT_NAMESPACE = "k8s.io";
+
+const PROTO_DIR = fileURLToPath(new URL("./proto/", import.meta.url));
+const API = "github.com/containerd/containerd/api/services";
+const PROTO_FILES = ["containers", "tasks", "snapshots", "content", "images", "leases", "diff", "version"].map(
+  (s) => `${API}/${s}/v1/${s}.proto`,
+);
+
+let definition: PackageDefinition | undefined;
+function loadDefinition(): PackageDefinition {
+  definition ??= loadSync(PROTO_FILES, {
+    includeDirs: [PROTO_DIR],
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  return definition;
+}
+
+/** An RPC failure, naming the call and (for connection failures) the socket. */
+export class ContainerdError extends Error {
+  constructor(
+    readonly rpc: string,
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ContainerdError";
+  }
+  get notFound(): boolean {
+    return this.code === grpc.status.NOT_FOUND;
+  }
+}
+
+export interface ContainerdOptions {
+  /** Socket path (`/run/containerd/containerd.sock`) or `unix://` address. */
+  readonly socket: string;
+  readonly namespace: string;
+  /** Default deadline per unary call. */
+  readonly timeoutMs?: number;
+}
+
+interface CallOptions {
+  readonly timeoutMs?: number;
+  readonly lease?: string;
+}
+
+function socketAddress(socket: string): string {
+  if (socket.startsWith("unix:")) return socket;
+  return `unix://${socket}`;
+}
+
+export class ContainerdClient {
+  readonly socket: string;
+  readonly namespace: string;
+  private readonly client: grpc.Client;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ContainerdOptions) {
+    this.socket = opts.socket;
+    this.namespace = opts.namespace;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.client = new grpc.Client(socketAddress(opts.socket), grpc.credentials.createInsecure(), {
+      // containerd's own clients raise the limits: manifests, specs and content chunks can be large.
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.max_send_message_length": 64 * 1024 * 1024,
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private method(service: string, name: string): MethodDefinition<object, unknown> {
+    const svc = loadDefinition()[`containerd.services.${service}`];
+    const m = svc !== undefined && name in svc ? (svc as Record<string, unknown>)[name] : undefined;
+    if (m === undefined) throw new Error(`containerd API has no method ${service}.${name}`);
+    return m as MethodDefinition<object, unknown>;
+  }
+
+  private metadata(lease: string | undefined): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set("containerd-namespace", this.namespace);
+    if (lease !== undefined) md.set("containerd-lease", lease);
+    return md;
+  }
+
+  private wrap(rpc: string, err: grpc.ServiceError): ContainerdError {
+    const code = err.code;
+    if (code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED) {
+      return new ContainerdError(
+        rpc,
+        code,
+        `containerd at ${this.socket} (CONTAINERD_SOCKET) did not answer ${rpc}: ${err.details || err.message}`,
+      );
+    }
+    return new ContainerdError(rpc, code, `containerd ${rpc} failed (namespace ${this.namespace}): ${err.details || err.message}`);
+  }
+
+  unary<Res>(service: string, name: string, req: object, opts: CallOptions = {}): Promise<Res> {
+    const m = this.method(service, name);
+    const rpc = `${service.split(".").pop() ?? service}.${name}`;
+    return new Promise<Res>((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        m.path,
+        m.requestSerialize,
+        m.responseDeserialize,
+        req,
+        this.metadata(opts.lease),
+        { deadline: Date.now() + (opts.timeoutMs ?? this.timeoutMs) },
+        (err, res) => {
+          if (err) reject(this.wrap(rpc, err));
+          else resolve(res as Res);
+        },
+      );
+    });
+  }
+
+  serverStream<Res>(service: string, name: string, req: object, opts: CallOptions = {}): AsyncIterable<Res> {
+    const m = this.method(service, name);
+    const rpc = `${service.split(".").pop() ?? service}.${name}`;
+    const call = this.client.makeServerStreamRequest(
+      m.path,
+      m.requestSerialize,
+      m.responseDeserialize,
+      req,
+      this.metadata(opts.lease),
+      opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {},
+    );
+    const wrap = (err: grpc.ServiceError): ContainerdError => this.wrap(rpc, err);
+    return {
+      async *[Symbol.asyncIterator](): AsyncGenerator<Res> {
+        try {
+          for await (const msg of call as AsyncIterable<unknown>) yield msg as Res;
+        } catch (e) {
+          if (e instanceof Error && "code" in e) throw wrap(e as grpc.ServiceError);
+          throw e;
+        } finally {
+          call.cancel();
+        }
+      },
+    };
+  }
+
+  // ---- typed calls ------------------------------------------------------------------------------
+
+  async version(): Promise<{ version: string; revision: string }> {
+    return this.unary("version.v1.Version", "Version", {}, { timeoutMs: 5_000 });
+  }
+
+  async listContainers(filters: string[]): Promise<Container[]> {
+    const res = await this.unary<{ containers: Container[] }>("containers.v1.Containers", "List", { filters });
+    return res.containers;
+  }
+
+  async getContainer(id: string): Promise<Container> {
+    const res = await this.unary<{ container: Container }>("containers.v1.Containers", "Get", { id });
+    return res.container;
+  }
+
+  async getTask(containerId: string): Promise<TaskProcess> {
+    const res = await this.unary<{ process: TaskProcess }>("tasks.v1.Tasks", "Get", { container_id: containerId });
+    return res.process;
+  }
+
+  /** The task's status, or undefined when the container has no task (never started or deleted). */
+  async taskStatus(containerId: string): Promise<ProcessStatus | undefined> {
+    try {
+      return (await this.getTask(containerId)).status;
+    } catch (e) {
+      if (e instanceof ContainerdError && e.notFound) return undefined;
+      throw e;
+    }
+  }
+
+  async pause(containerId: string): Promise<void> {
+    await this.unary("tasks.v1.Tasks", "Pause", { container_id: containerId });
+  }
+
+  async resume(containerId: string): Promise<void> {
+    await this.unary("tasks.v1.Tasks", "Resume", { container_id: containerId });
+  }
+
+  async snapshotMounts(snapshotter: string, key: string): Promise<Mount[]> {
+    const res = await this.unary<{ mounts: Mount[] }>("snapshots.v1.Snapshots", "Mounts", { snapshotter, key });
+    return res.mounts;
+  }
+
+  async statSnapshot(snapshotter: string, key: string): Promise<SnapshotInfo> {
+    const res = await this.unary<{ info: SnapshotInfo }>("snapshots.v1.Snapshots", "Stat", { snapshotter, key });
+    return res.info;
+  }
+
+  async viewSnapshot(snapshotter: string, key: string, parent: string, lease?: string): Promise<Mount[]> {
+    const res = await this.unary<{ mounts: Mount[] }>(
+      "snapshots.v1.Snapshots",
+      "View",
+      { snapshotter, key, parent, labels: {} },
+      { lease },
+    );
+    return res.mounts;
+  }
+
+  async removeSnapshot(snapshotter: string, key: string): Promise<void> {
+    await this.unary("snapshots.v1.Snapshots", "Remove", { snapshotter, key });
+  }
+
+  async getImage(name: string): Promise<Image> {
+    const res = await this.unary<{ image: Image }>("images.v1.Images", "Get", { name });
+    return res.image;
+  }
+
+  async contentInfo(digest: string): Promise<ContentInfo> {
+    const res = await this.unary<{ info: ContentInfo }>("content.v1.Content", "Info", { digest });
+    return res.info;
+  }
+
+  /** Streams a blob from the content store. */
+  async *readContent(digest: string, lease?: string): AsyncGenerator<Buffer> {
+    const stream = this.serverStream<{ offset: number; data: Buffer }>(
+      "content.v1.Content",
+      "Read",
+      { digest, offset: 0, size: 0 },
+      { lease },
+    );
+    for await (const chunk of stream) yield chunk.data;
+  }
+
+  async readContentAll(digest: string, maxBytes = 16 * 1024 * 1024): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const b of this.readContent(digest)) {
+      n += b.length;
+      if (n > maxBytes) throw new Error(`content ${digest} is larger than ${maxBytes} bytes`);
+      parts.push(b);
+    }
+    return Buffer.concat(parts);
+  }
+
+  async createLease(id: string, labels: Record<string, string>): Promise<void> {
+    await this.unary("leases.v1.Leases", "Create", { id, labels });
+  }
+
+  async deleteLease(id: string): Promise<void> {
+    await this.unary("leases.v1.Leases", "Delete", { id, sync: false });
+  }
+
+  /** containerd's Diff service: the changes from `left` to `right` as a layer in the content store. */
+  async diff(
+    left: Mount[],
+    right: Mount[],
+    mediaType: string,
+    ref: string,
+    lease: string | undefined,
+    timeoutMs: number,
+  ): Promise<Descriptor> {
+    const res = await this.unary<{ diff: Descriptor }>(
+      "diff.v1.Diff",
+      "Diff",
+      { left, right, media_type: mediaType, ref, labels: {} },
+      { lease, timeoutMs },
+    );
+    return res.diff;
+  }
+}
