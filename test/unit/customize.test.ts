@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { validateCustomizeResponse } from "../../src/api/validate.js";
+import { customize, customizeLookup } from "../../src/reconcile/customize.js";
+import { snapshot } from "../support/fixtures.js";
+
+const req = (spec: Parameters<typeof snapshot>[0], opts: Parameters<typeof snapshot>[1] = {}) => ({ parent: snapshot(spec, opts) });
+
+describe("customize", () => {
+  it("relates the BatchSandbox, its alloc-status pods and <name>-0 by name, its labelled pods, and the Job pods", () => {
+    const res = customize(req({ sandboxName: "sbx" }), ["pool-3", "pool-4"]);
+    expect(validateCustomizeResponse(res).ok).toBe(true);
+    expect(res.relatedResources).toEqual([
+      { apiVersion: "sandbox.opensandbox.io/v1alpha1", resource: "batchsandboxes", namespace: "sandboxes", names: ["sbx"] },
+      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-3", "pool-4", "sbx-0"] },
+      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "batch-sandbox.sandbox.opensandbox.io/name": "sbx" } } },
+      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
+      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
+    ]);
+  });
+
+  it("relates the named Pod for spec.podName", () => {
+    const res = customize(req({ podName: "p1" }));
+    expect(res.relatedResources[0]).toEqual({ apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["p1"] });
+  });
+
+  it("never selects every pod of the namespace", () => {
+    for (const spec of [{ sandboxName: "sbx" }, { podName: "p1" }]) {
+      for (const rule of customize(req(spec), ["a"]).relatedResources) {
+        const selective = (rule.names?.length ?? 0) > 0 || Object.keys(rule.labelSelector?.matchLabels ?? {}).length > 0;
+        expect(selective, JSON.stringify(rule)).toBe(true);
+      }
+    }
+  });
+
+  it("relates nothing once the snapshot succeeded", () => {
+    expect(customize(req({ sandboxName: "sbx" }, { status: { phase: "Succeed" } })).relatedResources).toEqual([]);
+    expect(customizeLookup(req({ sandboxName: "sbx" }, { status: { phase: "Succeed" } }))).toBeUndefined();
+  });
+
+  it("asks the shell to read the BatchSandbox only for sandboxName sources", () => {
+    expect(customizeLookup(req({ sandboxName: "sbx" }))).toBe("sbx");
+    expect(customizeLookup(req({ podName: "p1" }))).toBeUndefined();
+  });
+});
