@@ -257,12 +257,14 @@ export class RegistryClient {
     );
     let location = this.location(start, op, repository);
     let finalDigest: string;
+    let finalSize = size;
     let body: CountingBody | undefined;
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
 
     if (chunkSize !== undefined) {
       const r = await this.uploadChunks(repository, source, location, size, chunkSize, call);
       location = r.location;
+      finalSize = r.size;
       finalDigest = r.digest ?? digest ?? "";
       if (digest !== undefined && finalDigest !== digest) return this.mismatch(repository, location, finalDigest, digest, call);
       headers["content-length"] = "0";
@@ -275,6 +277,7 @@ export class RegistryClient {
       );
       location = this.location(res, op, repository);
       finalDigest = streamed.digest();
+      finalSize = streamed.size();
       headers["content-length"] = "0";
     } else {
       // Monolithic upload: the bytes go with the PUT that names the digest; the registry verifies it.
@@ -295,7 +298,7 @@ export class RegistryClient {
     if (answered !== null && answered !== finalDigest) {
       throw this.transport.error("digest-mismatch", { operation: op, repository }, `the registry stored digest ${answered}, expected ${finalDigest}`);
     }
-    return { digest: finalDigest, size: body?.size() ?? size ?? -1 };
+    return { digest: finalDigest, size: body?.size() ?? finalSize ?? -1 };
   }
 
   private async mismatch(repository: string, location: string, actual: string, expected: string, call: CallOptions): Promise<never> {
@@ -308,7 +311,7 @@ export class RegistryClient {
    * cut into buffered pieces of `chunkSize` bytes, hashed once each. Returns the last upload location
    * and, for non-file sources, the digest computed on the way.
    */
-  private async uploadChunks(repository: string, source: BlobSource, location: string, size: number | undefined, chunkSize: number, call: CallOptions): Promise<{ location: string; digest: string | undefined }> {
+  private async uploadChunks(repository: string, source: BlobSource, location: string, size: number | undefined, chunkSize: number, call: CallOptions): Promise<{ location: string; digest: string | undefined; size: number }> {
     const op = "blob-upload";
     const scopes = [repositoryScope(repository, "pull", "push")];
     let offset = 0;
@@ -342,7 +345,7 @@ export class RegistryClient {
         const from = offset;
         await send((touch) => lazyChunks(() => openSource(source, from, from + length - 1), touch), length);
       }
-      return { location: loc, digest: undefined };
+      return { location: loc, digest: undefined, size: offset };
     }
     const counter = new DigestCounter();
     const stream = await openSource(source);
@@ -350,7 +353,7 @@ export class RegistryClient {
       counter.update(piece);
       await send(() => piece, piece.byteLength);
     }
-    return { location: loc, digest: counter.digest() };
+    return { location: loc, digest: counter.digest(), size: counter.size };
   }
 
   /** Opens a blob for reading; the stream fails with `digest-mismatch` if the bytes do not match. */
