@@ -219,9 +219,11 @@ export function createHookApp(deps: ServerDeps): express.Express {
       res.status(400).json({ error: err.message, errors: err.errors });
     } else if (e.type === "entity.parse.failed") {
       metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      log.warn({ hook }, "request body is not valid JSON");
       res.status(400).json({ error: "request body is not valid JSON", errors: [{ path: "/", message: e.message ?? "" }] });
     } else if (e.type === "entity.too.large") {
       metrics.hookRequests.inc({ hook, outcome: "invalid" });
+      log.warn({ hook }, `request body is larger than ${BODY_LIMIT}`);
       res.status(413).json({ error: `request body is larger than ${BODY_LIMIT}` });
     } else if (typeof e.status === "number" && e.status >= 400 && e.status < 500) {
       metrics.hookRequests.inc({ hook, outcome: "invalid" });
@@ -274,8 +276,13 @@ function closeServer(server: Server, graceMs = 10_000): Promise<void> {
       server.closeAllConnections();
     }, graceMs);
     timer.unref();
+    // Keep-alive connections become idle as their last request finishes: close them as they do.
+    const sweep = setInterval(() => {
+      server.closeIdleConnections();
+    }, 50);
     server.close(() => {
       clearTimeout(timer);
+      clearInterval(sweep);
       resolve();
     });
     server.closeIdleConnections();

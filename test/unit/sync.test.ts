@@ -29,7 +29,7 @@ function run(req: SyncRequest, now = t0, lookups = {}, c = cfg) {
 }
 
 function commitJobOf(children: Job[]): Job {
-  const j = children.find((c) => c.metadata?.name === "snap1-commit");
+  const j = children.find((c) => c.metadata.name === "snap1-commit");
   if (!j) throw new Error("no commit Job");
   return j;
 }
@@ -94,7 +94,7 @@ describe("Pending", () => {
     );
     const j = commitJobOf(res.children);
     const spec = specOf(j);
-    expect(j.metadata?.labels).toMatchObject({
+    expect(j.metadata.labels).toMatchObject({
       "sandbox.opensandbox.io/sandbox-snapshot-name": "snap1",
       "sandbox.opensandbox.io/privileged-node-access": "true",
     });
@@ -261,7 +261,7 @@ describe("Committing", () => {
     const again = run(withStatus(req, first.status), t1);
     expect(first.status).toEqual(status);
     expect(again.status).toEqual(first.status);
-    expect(again.children.map((c) => c.metadata?.name)).toEqual(["snap1-commit"]);
+    expect(again.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 
   it("records digests from the commit pod's termination message and drops the Job", () => {
@@ -339,7 +339,7 @@ describe("Committing", () => {
     expect(failed?.reason).toBe("CommitFailed");
     expect(failed?.message).toContain("registry.example.com: unauthorized");
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")?.status).toBe("Unknown");
-    const unpause = res.children.find((c) => c.metadata?.name === "snap1-unpause");
+    const unpause = res.children.find((c) => c.metadata.name === "snap1-unpause");
     expect(unpause).toBeDefined();
     const spec = specOf(unpause as Job);
     expect(spec.template.spec.nodeName).toBe("node-a");
@@ -375,7 +375,7 @@ describe("Failed", () => {
     const b = run(withStatus(req, a.status), t1);
     expect(a.status).toEqual(status);
     expect(b.status).toEqual(a.status);
-    expect(b.children.map((c) => c.metadata?.name)).toEqual(["snap1-unpause"]);
+    expect(b.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
   });
 
   it("records the resumed containers and stops returning the unpause Job once it succeeded", () => {

@@ -1,0 +1,71 @@
+// Writes hooks/fixtures/*.json: example hook requests for every phase in both key styles, with the
+// answer the hooks gave when they were recorded. Contract tests check every request and answer
+// against the hook schemas and that today's answers still equal the recorded ones. Re-record only
+// on purpose (`npx tsx scripts/record-fixtures.ts`) and review the diff.
+import { mkdirSync, writeFileSync } from "node:fs";
+import type { SyncRequest } from "../src/api/types.js";
+import { customize } from "../src/reconcile/customize.js";
+import { finalize } from "../src/reconcile/finalize.js";
+import { sync } from "../src/reconcile/sync.js";
+import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+
+const dir = new URL("../hooks/fixtures/", import.meta.url);
+mkdirSync(dir, { recursive: true });
+
+function write(name: string, body: object): void {
+  writeFileSync(new URL(`${name}.json`, dir), JSON.stringify(body, null, 2) + "\n");
+}
+
+const sandboxWorld = { pods: [pod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx", { allocPods: ["sbx-0"] })] };
+
+for (const style of ["v1", "v2"] as KeyStyle[]) {
+  const syncCase = (name: string, req: SyncRequest): void => {
+    write(`sync-${name}-${style}`, { hook: "sync", now: t0.toISOString(), request: req, response: sync(req, cfg, t0) });
+  };
+  const pendingNew = request(snapshot(), { ...sandboxWorld, style });
+  syncCase("pending-source-running", pendingNew);
+  syncCase("pending-waiting-for-source", request(snapshot({ podName: "p1" }), { style }));
+  const committing = sync(pendingNew, cfg, t0).status;
+  const commitWorld = (jobState: "running" | "succeeded" | "failed", message?: string) =>
+    request(snapshot({ sandboxName: "sbx" }, { status: committing }), {
+      style,
+      jobs: [job("snap1-commit", jobState)],
+      pods: [...sandboxWorld.pods, jobPod("snap1-commit", jobState === "running" ? "Running" : jobState === "succeeded" ? "Succeeded" : "Failed", message)],
+      batchSandboxes: sandboxWorld.batchSandboxes,
+    });
+  syncCase("committing-job-running", commitWorld("running"));
+  const result = {
+    containers: (committing.containers ?? []).map((c, i) => ({ name: c.containerName, image: c.imageUri, digest: i === 0 ? DIGEST_A : `sha256:${"c".repeat(64)}`, sizeBytes: 4096 })),
+    freezeMillis: 42,
+  };
+  syncCase("committing-job-succeeded", commitWorld("succeeded", JSON.stringify(result)));
+  const failedReq = commitWorld("failed", JSON.stringify({ error: "push to registry.example.com failed: unauthorized" }));
+  syncCase("committing-job-failed", failedReq);
+  const failedStatus = sync(failedReq, cfg, t0).status;
+  syncCase(
+    "failed-unpause-running",
+    withStatus(request(snapshot(), { style, jobs: [job("snap1-unpause", "running")], pods: sandboxWorld.pods }), failedStatus),
+  );
+  syncCase(
+    "failed-unpause-succeeded",
+    withStatus(request(snapshot(), { style, jobs: [job("snap1-unpause", "succeeded")], pods: sandboxWorld.pods }), failedStatus),
+  );
+  const succeeded = sync(commitWorld("succeeded", JSON.stringify(result)), cfg, t0).status;
+  syncCase("succeed", withStatus(request(snapshot(), { style }), succeeded));
+
+  const finalizeCase = (name: string, req: SyncRequest): void => {
+    write(`finalize-${name}-${style}`, { hook: "finalize", now: t0.toISOString(), request: req, response: finalize(req, cfg, t0) });
+  };
+  finalizeCase(
+    "committing-pod-gone",
+    { ...request(snapshot({ sandboxName: "sbx" }, { status: committing, deleting: "2026-11-29T10:00:04Z" }), { style, jobs: [job("snap1-commit", "running")] }), finalizing: true },
+  );
+  finalizeCase(
+    "succeed-no-children",
+    { ...request(snapshot({ sandboxName: "sbx" }, { status: succeeded, deleting: "2026-11-29T10:00:04Z" }), { style }), finalizing: true },
+  );
+}
+
+write("customize-sandbox", { hook: "customize", request: { parent: snapshot() }, allocPods: ["pool-1"], response: customize({ parent: snapshot() }, ["pool-1"]) });
+write("customize-pod", { hook: "customize", request: { parent: snapshot({ podName: "p1" }) }, response: customize({ parent: snapshot({ podName: "p1" }) }) });
+process.stdout.write("fixtures recorded in hooks/fixtures/\n");
