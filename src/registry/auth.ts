@@ -1,7 +1,7 @@
 // Registry authentication: Basic, and Bearer tokens obtained from the token service named in the
 // registry's `WWW-Authenticate` challenge (docker/distribution token spec, OAuth2 refresh tokens for
 // identity tokens). Tokens are cached per scope set until shortly before they expire.
-import { type AuthChallenge, mergeScopes, parseChallenges, parseScopes, pickChallenge, type Scope, scopeKey, formatScope } from "./challenge.js";
+import { type AuthChallenge, formatScope, mergeScopes, parseChallenges, pickChallenge, type Scope, scopeKey } from "./challenge.js";
 import type { RegistryCredentials } from "./docker-config.js";
 import { RegistryError, type Scrubber } from "./errors.js";
 import type { RegistryLogger } from "./log.js";
@@ -96,11 +96,12 @@ export class Authenticator {
     return false;
   }
 
-  private tokenScopes(ch: AuthChallenge, scopes: readonly Scope[]): Scope[] {
-    const fromChallenge = ch.params.scope === undefined ? [] : parseScopes(ch.params.scope);
-    // Only the challenge's scopes for resources we asked for: a challenge describes the last request.
-    const wanted = new Set(scopes.map((s) => `${s.type}:${s.name}`));
-    return mergeScopes([...scopes, ...fromChallenge.filter((s) => wanted.has(`${s.type}:${s.name}`))]);
+  /**
+   * The scopes a token is requested for: exactly what the operation needs. (A challenge's own `scope`
+   * describes the request that was refused, which may be another one than the next: not merged in.)
+   */
+  private tokenScopes(_ch: AuthChallenge, scopes: readonly Scope[]): Scope[] {
+    return mergeScopes(scopes);
   }
 
   private async token(ch: AuthChallenge, scopes: readonly Scope[], ctx: AuthContext): Promise<CachedToken> {

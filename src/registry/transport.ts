@@ -177,7 +177,7 @@ export class Transport {
     if (deadline !== undefined && Date.now() >= deadline) return { retryable: false, error: this.error("timeout", spec, "deadline exceeded before the request") };
     const url = spec.url.startsWith("/") ? `${this.origin}${spec.url}` : spec.url;
     const sameOrigin = new URL(url).origin === this.origin;
-    let reauthenticated = false;
+    let reauthentications = 0;
     for (;;) {
       const wd = new Watchdog(this.o.timeoutMs, deadline, caller);
       let sentAuth: string | undefined;
@@ -208,11 +208,11 @@ export class Transport {
           wd.touch();
           hops++;
         }
-        if (res.status === 401 && sameOrigin && !reauthenticated) {
+        if (res.status === 401 && sameOrigin && reauthentications < 2) {
           const header = res.headers.get("www-authenticate");
           await res.body?.cancel();
           if (this.o.auth.unauthorized(header, spec.scopes, sentAuth)) {
-            reauthenticated = true;
+            reauthentications++;
             wd.done();
             continue;
           }
