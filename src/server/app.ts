@@ -19,13 +19,17 @@ import { customize, customizeLookup } from "../reconcile/customize.js";
 import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
 import { allocStatus } from "../reconcile/source.js";
 import { planSyncLookups, sync } from "../reconcile/sync.js";
+import { cleanupEvent } from "./cleanup-runner.js";
 import { eventObject, type SnapshotEvent } from "./events.js";
 import { describeKubeError, type KubeAccess } from "./kube.js";
 import { performSyncLookups } from "./lookups.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 
-/** Carries out the registry clean-up a finalize call needs (issue: finalize); optional. */
-export type CleanupRunner = (req: SyncRequest, now: Date, log: Logger) => Promise<FinalizeCleanup | undefined>;
+/**
+ * Carries out the registry clean-up a finalize call needs (src/server/cleanup-runner.ts); optional.
+ * Must not throw: a failed clean-up is folded into status and retried later.
+ */
+export type CleanupRunner = (req: SyncRequest, now: Date, log: Logger, metrics: Metrics) => Promise<FinalizeCleanup | undefined>;
 
 export interface ServerDeps {
   config: ControllerConfig;
@@ -138,8 +142,9 @@ export function createHookApp(deps: ServerDeps): express.Express {
       if (!v.ok) throw new BadRequest("finalize request does not match the hook schema", v.errors);
       const req = v.value;
       const now = clock();
-      const cleanup = deps.cleanup ? await deps.cleanup(req, now, log) : undefined;
+      const cleanup = deps.cleanup ? await deps.cleanup(req, now, log, metrics) : undefined;
       const res = checked(finalize(req, config, now, cleanup));
+      emit(req.parent, cleanupEvent(req.parent.status, res.status), log);
       if (res.finalized === true) log.info({ snapshot: snapshotRef(req.parent) }, "finalized");
       return res;
     },

@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { createKubeAccess, loadKubeConfig } from "./kube.js";
 import { startServer } from "./app.js";
+import { createCleanupRunner } from "./cleanup-runner.js";
 
 async function main(): Promise<void> {
   let config;
@@ -31,7 +32,17 @@ async function main(): Promise<void> {
       "no Kubernetes API access (not in a cluster and KUBECONFIG unset): customize's BatchSandbox read, direct source look-ups, the push-Secret check and Events are skipped",
     );
   }
-  const server = await startServer(config, { log, kube });
+  let cleanup;
+  try {
+    cleanup = await createCleanupRunner(config, { log });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sandbox-snapshot-controller: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const server = await startServer(config, { log, kube, cleanup });
   log.info(
     { hook: `${config.hookListen.host}:${server.hookPort}`, metrics: `${config.metricsListen.host}:${server.metricsPort}`, registry: config.registry },
     "hook server listening",
