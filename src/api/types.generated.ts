@@ -179,6 +179,8 @@ export interface SandboxSnapshotStatus {
   cleanup?: CleanupStatus;
 }
 /**
+ * The snapshot of one container.
+ *
  * This interface was referenced by `HookSchemas`'s JSON-Schema
  * via the `definition` "ContainerSnapshot".
  */
@@ -201,6 +203,8 @@ export interface ContainerSnapshot {
   sizeBytes?: number;
 }
 /**
+ * One observation of the snapshot's state.
+ *
  * This interface was referenced by `HookSchemas`'s JSON-Schema
  * via the `definition` "Condition".
  */
