@@ -20,6 +20,8 @@ export interface CaptureSettings {
   readonly containerdRoot: string;
   /** Where overlayfs module parameters are read (tests point it elsewhere). */
   readonly overlayParamsDir?: string;
+  /** GNU tar (default `tar` on PATH). */
+  readonly tarCommand?: string;
 }
 
 /** A captured, uncompressed layer: on the scratch volume, or in containerd's content store. */
@@ -194,7 +196,7 @@ export async function capture(
       const path = join(s.scratchDir, `${t.name}-${tag}.tar`);
       written.push(path);
       try {
-        const r = await captureUpperdir(p.upperdir, path, { limitBytes: budget, overlayPrefix: p.overlayPrefix, signal: freezer.signal });
+        const r = await captureUpperdir(p.upperdir, path, { limitBytes: budget, overlayPrefix: p.overlayPrefix, signal: freezer.signal, tarBinary: s.tarCommand });
         budget -= r.size;
         layers.push({ target: t, method: "upperdir", diffId: r.diffId, size: r.size, location: { kind: "file", path } });
       } catch (e) {

@@ -1,0 +1,299 @@
+// The committer's two operations. commit: look up → check (runtime, base image, registry) → lease →
+// capture (the only frozen part) → compress → assemble → push. unpause: resume a pod's paused
+// containers. Containers are running again whenever these return or throw.
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { ContainerdError, type ContainerdClient } from "../containerd/client.js";
+import { RegistryClient } from "../registry/client.js";
+import { isRegistryError } from "../registry/errors.js";
+import type { RegistryLogger } from "../registry/log.js";
+import { OCI_MANIFEST } from "../registry/media-types.js";
+import { parseImageReference, type ImageReference } from "../registry/reference.js";
+import type { RetryPolicy } from "../registry/retry.js";
+import { capture, type CaptureHooks, type CapturedLayer } from "./capture.js";
+import { compressLayer, type CompressedBlob } from "./compress.js";
+import type { CommitTarget, CommitterSettings } from "./config.js";
+import { assembleImage, BaseImageError, loadBaseImage, type BaseImage } from "./image.js";
+import { findTargets, podContainerAttempts, type TargetContainer } from "./lookup.js";
+
+export interface Log {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+export interface CommitDeps {
+  readonly client: ContainerdClient;
+  readonly log: Log;
+  readonly hooks?: CaptureHooks & {
+    /** Called after the resume, before the first registry write (tests observe the task status here). */
+    readonly beforePush?: () => Promise<void> | void;
+  };
+  /** Registry retry policy (tests shorten it). */
+  readonly retry?: Partial<RetryPolicy>;
+  readonly now?: () => Date;
+}
+
+export interface CommittedContainer {
+  readonly name: string;
+  readonly image: string;
+  readonly digest: string;
+  readonly sizeBytes: number;
+}
+
+export interface CommitOutcome {
+  readonly containers: CommittedContainer[];
+  readonly freezeMillis: number;
+  readonly capturedBytes: number;
+}
+
+export const CREATED_BY = "image-committer (sandbox-snapshot-controller)";
+const LEASE_EXPIRY_MS = 6 * 60 * 60 * 1000;
+
+function registryLogger(log: Log): RegistryLogger {
+  const fmt = (obj: Record<string, unknown>, msg: string): string => `${msg} ${JSON.stringify(obj)}`;
+  return {
+    debug: () => undefined,
+    info: (o, m) => {
+      log.info(fmt(o, m));
+    },
+    warn: (o, m) => {
+      log.warn(fmt(o, m));
+    },
+  };
+}
+
+/** One client per registry host; the insecure flag applies to the snapshot registries only. */
+class Registries {
+  private readonly clients = new Map<string, Promise<RegistryClient>>();
+  constructor(
+    private readonly s: CommitterSettings,
+    private readonly snapshotHosts: ReadonlySet<string>,
+    private readonly logger: RegistryLogger,
+    private readonly retry: Partial<RetryPolicy> | undefined,
+  ) {}
+  get(host: string): Promise<RegistryClient> {
+    let c = this.clients.get(host);
+    if (c === undefined) {
+      c = RegistryClient.create({
+        registry: host,
+        insecure: this.snapshotHosts.has(host) && this.s.registryInsecure,
+        dockerConfigPath: this.s.dockerConfig,
+        logger: this.logger,
+        retry: this.retry,
+      });
+      this.clients.set(host, c);
+    }
+    return c;
+  }
+}
+
+interface Prepared {
+  readonly target: CommitTarget;
+  readonly container: TargetContainer;
+  readonly base: BaseImage;
+  readonly source: ImageReference | undefined;
+  /** Base layers not in containerd's content store (discarded after unpacking): fetched from `source`. */
+  readonly remoteLayers: ReadonlySet<string>;
+}
+
+function sourceReference(name: string): ImageReference | undefined {
+  try {
+    return parseImageReference(name);
+  } catch {
+    return undefined;
+  }
+}
+
+async function prepare(
+  deps: CommitDeps,
+  registries: Registries,
+  target: CommitTarget,
+  container: TargetContainer,
+): Promise<Prepared> {
+  const base = await loadBaseImage(deps.client, container.image);
+  const source = sourceReference(base.name);
+  const remoteLayers = new Set<string>();
+  for (const l of base.manifest.layers) {
+    try {
+      await deps.client.contentInfo(l.digest);
+    } catch (e) {
+      if (!(e instanceof ContainerdError && e.notFound)) throw e;
+      const reg = await registries.get(target.ref.registry);
+      if (await reg.statBlob(target.ref.repository, l.digest)) continue; // already at the destination
+      if (source === undefined) {
+        throw new BaseImageError(`base layer ${l.digest} of ${base.name} is not in containerd's content store, and the image name is not a registry reference to copy it from`);
+      }
+      try {
+        const src = await registries.get(source.registry);
+        if ((await src.statBlob(source.repository, l.digest)) === undefined) throw new Error("not found there");
+      } catch (err) {
+        throw new BaseImageError(
+          `base layer ${l.digest} of ${base.name} is not in containerd's content store and cannot be copied from ${source.registry}/${source.repository}: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+      remoteLayers.add(l.digest);
+    }
+  }
+  return { target, container, base, source, remoteLayers };
+}
+
+function openLayer(client: ContainerdClient, layer: CapturedLayer, lease: string): AsyncIterable<Buffer> {
+  if (layer.location.kind === "content") return client.readContent(layer.location.digest, lease);
+  const path = layer.location.path;
+  return (async function* (): AsyncGenerator<Buffer> {
+    const { createReadStream } = await import("node:fs");
+    for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) yield c as Buffer;
+  })();
+}
+
+async function push(
+  deps: CommitDeps,
+  registries: Registries,
+  p: Prepared,
+  blob: CompressedBlob,
+  diffId: string,
+  s: CommitterSettings,
+  lease: string,
+): Promise<CommittedContainer> {
+  const { ref } = p.target;
+  const reg = await registries.get(ref.registry);
+  const assembled = assembleImage(
+    p.base,
+    { digest: blob.digest, size: blob.size, mediaType: blob.mediaType, diffId },
+    { uid: s.snapshotUid, name: s.snapshotName, namespace: s.snapshotNamespace },
+    (deps.now ?? (() => new Date()))(),
+    CREATED_BY,
+  );
+  const mountFrom = p.source !== undefined && p.source.registry === ref.registry ? [p.source.repository] : [];
+  for (const l of assembled.baseLayers) {
+    const digest = l.digest;
+    const remote = p.remoteLayers.has(digest) && p.source !== undefined ? p.source : undefined;
+    const open = async (): Promise<Readable> => {
+      if (remote !== undefined) return (await registries.get(remote.registry)).openBlob(remote.repository, digest);
+      return Readable.from(deps.client.readContent(digest, lease));
+    };
+    const r = await reg.pushBlob(ref.repository, { open }, { digest, mountFrom });
+    deps.log.info(`${p.target.container}: base layer ${digest} ${r.outcome}`);
+  }
+  const layer = await reg.pushBlob(ref.repository, { path: blob.path }, { digest: blob.digest });
+  deps.log.info(`${p.target.container}: snapshot layer ${blob.digest} (${blob.size} bytes) ${layer.outcome}`);
+  await reg.pushBlob(ref.repository, { bytes: assembled.config }, { digest: assembled.configDigest });
+  const m = await reg.putManifest(ref.repository, ref.tag ?? "latest", assembled.manifest, { mediaType: OCI_MANIFEST });
+  deps.log.info(`${p.target.container}: pushed ${p.target.image}@${m.digest}`);
+  return { name: p.target.container, image: p.target.image, digest: m.digest, sizeBytes: blob.size };
+}
+
+export async function commit(
+  pod: string,
+  namespace: string,
+  targets: readonly CommitTarget[],
+  s: CommitterSettings,
+  deps: CommitDeps,
+): Promise<CommitOutcome> {
+  const { client, log } = deps;
+  const snapshotHosts = new Set(targets.map((t) => t.ref.registry));
+  const registries = new Registries(s, snapshotHosts, registryLogger(log), deps.retry);
+
+  // ---- checks before anything is frozen --------------------------------------------------------
+  const containers = await findTargets(
+    client,
+    pod,
+    namespace,
+    targets.map((t) => t.container),
+  );
+  for (const host of snapshotHosts) {
+    const reg = await registries.get(host);
+    await reg.ping();
+  }
+  const prepared: Prepared[] = [];
+  for (const [i, t] of targets.entries()) prepared.push(await prepare(deps, registries, t, containers[i] as TargetContainer));
+
+  const lease = `image-committer-${randomBytes(6).toString("hex")}`;
+  const expire = new Date(Date.now() + LEASE_EXPIRY_MS).toISOString().replace(/\.\d+Z$/, "Z");
+  await client.createLease(lease, { "containerd.io/gc.expire": expire });
+  const scratchFiles: string[] = [];
+  try {
+    // ---- the freeze ----------------------------------------------------------------------------
+    const captured = await capture(
+      client,
+      containers,
+      {
+        scratchDir: s.scratchDir,
+        scratchLimitBytes: s.scratchLimitBytes,
+        maxFreezeSeconds: s.maxFreezeSeconds,
+        containerdRoot: s.containerdRoot,
+        tarCommand: s.tarCommand,
+      },
+      lease,
+      (m) => {
+        log.info(m);
+      },
+      deps.hooks ?? {},
+    );
+    for (const l of captured.layers) if (l.location.kind === "file") scratchFiles.push(l.location.path);
+    log.info(
+      `captured ${captured.capturedBytes} bytes from ${captured.layers.length} container(s); frozen for ${captured.freezeMillis} ms`,
+    );
+
+    // ---- after the resume: compress, assemble, push --------------------------------------------
+    await deps.hooks?.beforePush?.();
+    const results: CommittedContainer[] = [];
+    for (const [i, layer] of captured.layers.entries()) {
+      const p = prepared[i] as Prepared;
+      const out = join(s.scratchDir, `${p.target.container}-${lease}.${s.compression === "zstd" ? "tar.zst" : "tar.gz"}`);
+      scratchFiles.push(out);
+      const blob = await compressLayer(openLayer(client, layer, lease), out, s.compression, s.scratchLimitBytes);
+      if (layer.location.kind === "file") await rm(layer.location.path, { force: true });
+      results.push(await push(deps, registries, p, blob, layer.diffId, s, lease));
+      await rm(out, { force: true });
+    }
+    return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.capturedBytes };
+  } finally {
+    await Promise.all(scratchFiles.map((f) => rm(f, { force: true })));
+    await client.deleteLease(lease).catch((e: unknown) => {
+      log.warn(`could not delete lease ${lease} (it expires by itself at ${expire}): ${e instanceof Error ? e.message : String(e)}`);
+    });
+  }
+}
+
+export interface UnpauseOutcome {
+  readonly resumed: string[];
+  readonly running: string[];
+  readonly missing: string[];
+}
+
+/** Resumes the named containers of a pod where paused. Missing or stopped containers are reported, not errors. */
+export async function unpause(
+  client: ContainerdClient,
+  pod: string,
+  namespace: string,
+  names: readonly string[],
+): Promise<UnpauseOutcome> {
+  const out: UnpauseOutcome = { resumed: [], running: [], missing: [] };
+  for (const name of names) {
+    const attempts = await podContainerAttempts(client, pod, namespace, name);
+    const paused = attempts.filter((a) => a.status === "PAUSED" || a.status === "PAUSING");
+    if (paused.length === 0) {
+      (attempts.some((a) => a.status === "RUNNING") ? out.running : out.missing).push(name);
+      continue;
+    }
+    for (const a of paused) {
+      try {
+        await client.resume(a.container.id);
+      } catch (e) {
+        if ((await client.taskStatus(a.container.id)) === "PAUSED") throw e;
+      }
+    }
+    out.resumed.push(name);
+  }
+  return out;
+}
+
+/** A one-line description of an error for the result file and the log. */
+export function describeError(e: unknown): string {
+  if (isRegistryError(e)) return e.message;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
