@@ -67,7 +67,10 @@ export function parseChallenges(header: string): AuthChallenge[] {
         }
         i++; // closing quote
       } else {
-        value = readToken();
+        // Lenient: an unquoted value runs to the next comma or space (realms are URLs in the wild).
+        const start = i;
+        while (i < n && header[i] !== "," && header[i] !== " " && header[i] !== "\t") i++;
+        value = header.slice(start, i);
       }
       current.params[name.toLowerCase()] = value;
       skipWs();
