@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the cluster-test binaries from Go source through the Go module proxy:
+#   kube-apiserver, kube-controller-manager, kubectl  (this module: k8s.io/kubernetes, pinned in go.mod)
+#   metacontroller                                     (metacontroller/go.mod, pinned commit)
+# into test/env/.cache/bin (gitignored). Idempotent: a component is skipped when its binaries exist and
+# its stamp (hash of the pinning go.mod/go.sum) matches. Go's build and module caches stay in their
+# default places (GOCACHE, GOMODCACHE) unless the caller sets them. Prints timings.
+# Usage: build.sh [kube|metacontroller|all]   (default all). Exit status non-zero if any build failed.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${CLUSTER_CACHE_DIR:-$here/../.cache}"
+bin="$cache/bin"
+mkdir -p "$bin" "$cache/stamps"
+export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
+export CGO_ENABLED="${CGO_ENABLED:-0}"
+# The checksum database behind the reachable module proxy has no entry for Metacontroller's repository
+# (404); its hashes are pinned in metacontroller/go.sum instead, which go verifies on every download.
+export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/metacontroller/metacontroller"
+jobs="${GO_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+what="${1:-all}"
+rc=0
+
+# Part of each stamp: change it when the build recipe (flags, outputs) changes.
+recipe="go build -trimpath -ldflags=-s -w CGO_ENABLED=$CGO_ENABLED $(go env GOVERSION)"
+
+log() { echo "cluster-build: $*" >&2; }
+
+build() { # name dir stampfile-inputs... -- binaries... -- packages...
+  local name="$1" dir="$2"; shift 2
+  local inputs=() bins=() pkgs=()
+  while [ "$1" != -- ]; do inputs+=("$dir/$1"); shift; done; shift
+  while [ "$1" != -- ]; do bins+=("$1"); shift; done; shift
+  pkgs=("$@")
+  local want; want="$( (cat "${inputs[@]}"; echo "$recipe") | sha256sum | cut -c1-16)"
+  local have=""; [ -f "$cache/stamps/$name" ] && have="$(cat "$cache/stamps/$name")"
+  local missing=0
+  for b in "${bins[@]}"; do [ -x "$bin/$b" ] || missing=1; done
+  if [ "$missing" = 0 ] && [ "$want" = "$have" ]; then
+    log "$name up to date (stamp $want) — skipped"
+    return 0
+  fi
+  log "building $name (${bins[*]}) with go build -p $jobs …"
+  local t0=$SECONDS
+  local out="$cache/tmp-$name"; rm -rf "$out"; mkdir -p "$out"
+  if (cd "$dir" && go build -p "$jobs" -trimpath -ldflags="-s -w" -o "$out/" "${pkgs[@]}"); then
+    for b in "${bins[@]}"; do
+      if [ ! -x "$out/$b" ]; then log "$name: expected binary $b not produced"; rc=1; return 1; fi
+      mv -f "$out/$b" "$bin/$b"
+    done
+    rm -rf "$out"
+    echo "$want" > "$cache/stamps/$name"
+    log "$name built in $((SECONDS - t0))s"
+  else
+    log "$name FAILED after $((SECONDS - t0))s"
+    rc=1
+    return 1
+  fi
+}
+
+t_all=$SECONDS
+if [ "$what" = all ] || [ "$what" = kube ]; then
+  build kube "$here" go.mod go.sum -- kube-apiserver kube-controller-manager kubectl -- \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+fi
+if [ "$what" = all ] || [ "$what" = metacontroller ]; then
+  if [ -f "$here/metacontroller/go.mod" ]; then
+    build metacontroller "$here/metacontroller" go.mod go.sum -- metacontroller -- metacontroller
+  else
+    log "metacontroller: no metacontroller/go.mod — not built"; rc=1
+  fi
+fi
+log "done in $((SECONDS - t_all))s (binaries in $bin)"
+exit $rc
