@@ -52,6 +52,10 @@ interface PodSpec {
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   topologySpreadConstraints?: { topologyKey: string; labelSelector?: { matchLabels?: Record<string, string> } }[];
   containers: Container[];
+  initContainers?: Container[];
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  hostNetwork?: boolean;
   volumes?: { name: string; secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] }; hostPath?: { path: string } }[];
 }
 interface Deployment extends K8sObject {
@@ -109,14 +113,16 @@ function render(dir: string): K8sObject[] {
   });
 }
 
+// The caller names the shape it reads; the rendered YAML is checked field by field in the tests.
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 function one<T extends K8sObject>(objs: K8sObject[], kind: string, name?: string): T {
   const found = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name));
   expect(found, `${kind} ${name ?? ""}`).toHaveLength(1);
   return found[0] as T;
 }
 
-function all<T extends K8sObject>(objs: K8sObject[], kind: string): T[] {
-  return objs.filter((o) => o.kind === kind) as T[];
+function all(objs: K8sObject[], kind: string): K8sObject[] {
+  return objs.filter((o) => o.kind === kind);
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
@@ -307,8 +313,8 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
 
       describe("admission policies", () => {
         const params = one<K8sObject & { data: Record<string, string> }>(objs, "ConfigMap", "sandbox-snapshot-admission-params").data;
-        const policies = all<ValidatingAdmissionPolicy>(objs, "ValidatingAdmissionPolicy");
-        const bindings = all<PolicyBinding>(objs, "ValidatingAdmissionPolicyBinding");
+        const policies = all(objs, "ValidatingAdmissionPolicy") as ValidatingAdmissionPolicy[];
+        const bindings = all(objs, "ValidatingAdmissionPolicyBinding") as PolicyBinding[];
 
         it("take the committer image and containerd paths from the controller settings (configured once)", () => {
           expect(params.committerImage).toBe(config.committerImage);
@@ -357,22 +363,24 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
             commitJob({ ...input, targets: [{ containerName: "c", imageUri: "r/p-c:snap-1" }] }, config),
             unpauseJob({ ...input, containers: ["c"] }, config),
           ];
-          for (const job of jobs) {
-            const spec = job.spec?.template.spec;
-            const name = job.metadata?.name ?? "";
+          for (const built of jobs) {
+            const job = built as unknown as { metadata: Meta; spec: { template: { metadata: Meta; spec: PodSpec } } };
+            const spec = job.spec.template.spec;
+            const name = job.metadata.name ?? "";
             expect([`${snap.metadata.name ?? ""}-commit`, `${snap.metadata.name ?? ""}-unpause`]).toContain(name);
-            for (const labels of [job.metadata?.labels, job.spec?.template.metadata?.labels]) {
+            for (const labels of [job.metadata.labels, job.spec.template.metadata.labels]) {
               expect(labels?.[LABEL_SNAPSHOT_NAME]).toBe(snap.metadata.name);
               expect(labels?.[LABEL_PRIVILEGED]).toBe("true");
             }
-            expect(spec?.containers).toHaveLength(1);
-            expect(spec?.containers[0]?.image).toBe(params.committerImage);
-            expect(spec?.containers[0]?.command).toBeUndefined();
-            expect(spec?.initContainers ?? []).toEqual([]);
-            expect(spec?.hostPID ?? false).toBe(false);
-            expect(spec?.hostNetwork ?? false).toBe(false);
-            expect(spec?.hostIPC ?? false).toBe(false);
-            for (const v of spec?.volumes ?? []) {
+            expect(spec.containers).toHaveLength(1);
+            expect(spec.containers[0]?.image).toBe(params.committerImage);
+            expect(spec.containers[0]?.command).toBeUndefined();
+            expect(spec.containers[0]?.securityContext?.privileged).toBe(true);
+            expect(spec.initContainers ?? []).toEqual([]);
+            expect(spec.hostPID ?? false).toBe(false);
+            expect(spec.hostNetwork ?? false).toBe(false);
+            expect(spec.hostIPC ?? false).toBe(false);
+            for (const v of spec.volumes ?? []) {
               if (v.hostPath) expect([params.containerdSocket, params.containerdRoot]).toContain(v.hostPath.path);
             }
           }
