@@ -9,7 +9,9 @@
 // Writing: our own tar codec (./tar.ts) rewrites the stream into the OCI form:
 // - a whiteout (character device 0:0, possibly hard-linked to overlayfs' shared whiteout) → `.wh.<name>`;
 // - a directory with `<overlay>.opaque=y` → the directory plus `<dir>/.wh..wh..opq`;
-// - `<overlay>.*` xattrs are dropped (`trusted.overlay.` or, on `userxattr` mounts, `user.overlay.`);
+// - `<overlay>.*` xattrs are dropped (`trusted.overlay.` or, on `userxattr` mounts, `user.overlay.`),
+//   and so is `security.selinux` (the host's labelling, assigned again where the image is unpacked);
+//   every other xattr (user.*, security.capability, ACLs…) is kept, binary values intact;
 // - a `<overlay>.redirect` or `<overlay>.metacopy` xattr means the upper directory alone does not hold
 //   the changes: the capture stops with NeedsDiffService and the caller uses containerd's Diff service.
 import { spawn } from "node:child_process";
@@ -75,6 +77,7 @@ export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefi
     const xattrs = new Map<string, Buffer>();
     let opaque = false;
     for (const [k, v] of header.xattrs) {
+      if (k === "security.selinux") continue;
       if (!k.startsWith(overlayPrefix)) {
         xattrs.set(k, v);
         continue;
