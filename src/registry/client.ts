@@ -194,11 +194,16 @@ export class RegistryClient {
     const call: CallOptions = { signal: opts.signal, deadline: deadlineOf(opts) };
     let digest = opts.digest;
     let size: number | undefined;
-    if (digest === undefined) {
-      const d = await describeSource(source);
-      if (d !== undefined) ({ digest, size } = d);
-    } else {
-      size = await sourceSize(source);
+    try {
+      if (digest === undefined) {
+        const d = await describeSource(source);
+        if (d !== undefined) ({ digest, size } = d);
+      } else {
+        size = await sourceSize(source);
+      }
+    } catch (e) {
+      const code = typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : String(e);
+      throw this.transport.error("invalid", { operation: op, repository }, `cannot read the blob source${"path" in source ? ` ${source.path}` : ""}: ${code}`);
     }
     if (opts.chunkSize !== undefined && !(Number.isInteger(opts.chunkSize) && opts.chunkSize > 0)) {
       throw this.transport.error("invalid-config", { operation: op, repository }, "chunkSize must be a positive integer");

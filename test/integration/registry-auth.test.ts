@@ -167,3 +167,31 @@ describe.skipIf(missing)("token (Bearer) auth", () => {
     expect(e.kind).toBe("unauthorized");
   });
 });
+
+describe.skipIf(missing)("token cache expiry", () => {
+  let reg: TestRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry({ token: { users: { [USER]: PASSWORD }, ttlSeconds: 2 } });
+  });
+  afterAll(async () => {
+    await reg.close();
+  });
+
+  it("reuses a cached token until shortly before expires_in, then fetches a new one without waiting for a 401", async () => {
+    const issuer = reg.issuer;
+    if (issuer === undefined) throw new Error("token issuer not started");
+    const client = reg.client({ credentials: { username: USER, password: PASSWORD } });
+    await pushTestImage(client, "cache/repo", { layers: 1 });
+    const n0 = issuer.requests.length;
+    await client.resolveTag("cache/repo", "latest");
+    const n1 = issuer.requests.length;
+    await client.resolveTag("cache/repo", "latest");
+    expect(issuer.requests.length).toBe(n1); // cached
+    expect(n1).toBe(n0); // the push already holds a pull-scope token (from its blob HEADs)
+    await new Promise((r) => setTimeout(r, 2100));
+    // The registry would still accept the old token (60 s clock-skew leeway), so a new token request
+    // shows the client renewed it by itself.
+    await client.resolveTag("cache/repo", "latest");
+    expect(issuer.requests.length).toBe(n1 + 1);
+  });
+});

@@ -60,19 +60,33 @@ interface Live {
 const live = new Set<Live>();
 let exitHookInstalled = false;
 
+/** Kills every registry still running (by pid) and removes its temp directory; synchronous. */
+function cleanupAll(): void {
+  for (const l of live) {
+    try {
+      if (l.proc?.pid !== undefined && l.proc.exitCode === null && l.proc.signalCode === null) process.kill(l.proc.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+    rmSync(l.dir, { recursive: true, force: true });
+  }
+  live.clear();
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const l of live) {
-      try {
-        if (l.proc?.pid !== undefined && l.proc.exitCode === null) process.kill(l.proc.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-      rmSync(l.dir, { recursive: true, force: true });
+  process.on("exit", cleanupAll);
+  // On SIGINT/SIGTERM Node exits without an "exit" event. Only when nobody else handles the signal
+  // (so the default "terminate" behaviour is ours to keep): clean up, then exit as the signal would.
+  for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15]] as const) {
+    if (process.listenerCount(sig) === 0) {
+      process.once(sig, () => {
+        cleanupAll();
+        process.exit(128 + num);
+      });
     }
-  });
+  }
 }
 
 /** A free TCP port on 127.0.0.1 (bound and released; the registry binds it right after). */
