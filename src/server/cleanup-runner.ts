@@ -59,8 +59,12 @@ export interface CleanupRunnerOptions {
 
 export const DEFAULT_BUDGET_MS = 4000;
 
-/** Reads the clean-up docker config; a configured file that is missing or malformed stops start-up. */
-export async function loadCleanupCredentials(config: ControllerConfig): Promise<DockerConfig | undefined> {
+/**
+ * Reads the clean-up docker config. A malformed or unreadable file stops start-up (ConfigError). A
+ * missing file means anonymous clean-up, said once in the log: deploy/ mounts the credential Secret as
+ * optional at a fixed path, so a cluster without one still starts.
+ */
+export async function loadCleanupCredentials(config: ControllerConfig, log?: Logger): Promise<DockerConfig | undefined> {
   const path = config.cleanupDockerConfig;
   if (path === undefined) return undefined;
   let dc: DockerConfig | undefined;
@@ -71,9 +75,9 @@ export async function loadCleanupCredentials(config: ControllerConfig): Promise<
     throw new ConfigError("REGISTRY_CLEANUP_DOCKER_CONFIG", err instanceof DockerConfigError ? err.message : "cannot be read");
   }
   if (dc === undefined) {
-    throw new ConfigError(
-      "REGISTRY_CLEANUP_DOCKER_CONFIG",
-      `${path} does not exist; mount a docker config (config.json with "auths") there, or leave the setting empty for anonymous access`,
+    log?.warn(
+      { setting: "REGISTRY_CLEANUP_DOCKER_CONFIG", path },
+      "the registry clean-up docker config does not exist: manifests are deleted anonymously (mount a docker config there to use credentials; restart to pick up a new one)",
     );
   }
   return dc;
@@ -146,7 +150,7 @@ async function executeAll(
 
 /** Builds the CleanupRunner the hook server calls before the pure finalize. */
 export async function createCleanupRunner(config: ControllerConfig, opts: CleanupRunnerOptions = {}): Promise<CleanupRun> {
-  const dockerConfig = await loadCleanupCredentials(config);
+  const dockerConfig = await loadCleanupCredentials(config, opts.log);
   const scrubber = secretsOf(dockerConfig);
   const scrub = (s: string): string => scrubber.scrub(s);
   const budgetMs = opts.budgetMs ?? DEFAULT_BUDGET_MS;

@@ -51,7 +51,7 @@ export function createMetrics(): Metrics {
     }),
     cleanupOutcomes: new Counter({
       name: "sandbox_snapshot_cleanup_outcomes_total",
-      help: "Registry clean-up results per manifest (deleted, not_found, error, unsupported).",
+      help: "Registry clean-up results per manifest (deleted, not_found, foreign, unsupported, error, not_attempted).",
       labelNames: ["outcome"] as const,
       registers: [registry],
     }),

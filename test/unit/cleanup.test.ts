@@ -292,10 +292,11 @@ describe("cleanup runner", () => {
     expect(validateSyncResponse(res).ok).toBe(true);
   });
 
-  it("stops start-up with a message naming REGISTRY_CLEANUP_DOCKER_CONFIG when the file is missing or malformed", async () => {
+  it("stops start-up with a message naming REGISTRY_CLEANUP_DOCKER_CONFIG when the file is malformed, and runs anonymously (said in the log) when it is missing", async () => {
+    const logs = new LogCapture();
     const missing = loadConfig({ REGISTRY_CLEANUP_DOCKER_CONFIG: join(dir, "nope.json") });
-    await expect(createCleanupRunner(missing)).rejects.toThrow(ConfigError);
-    await expect(createCleanupRunner(missing)).rejects.toThrow(/REGISTRY_CLEANUP_DOCKER_CONFIG/);
+    await expect(createCleanupRunner(missing, { log: pino(logs) })).resolves.toBeTypeOf("function");
+    expect(logs.text).toMatch(/REGISTRY_CLEANUP_DOCKER_CONFIG.*deleted anonymously|deleted anonymously.*REGISTRY_CLEANUP_DOCKER_CONFIG/);
     const bad = join(dir, "bad.json");
     writeFileSync(bad, `{"auths": {"x": {"password": "${SECRET}"`);
     const err = await createCleanupRunner(loadConfig({ REGISTRY_CLEANUP_DOCKER_CONFIG: bad })).catch((e: unknown) => e);
