@@ -127,6 +127,24 @@ const METRIC_OUTCOME: Record<TargetResult["outcome"], string> = {
   "not-attempted": "not_attempted",
 };
 
+/** Slack past the budget before a call that ignores its deadline is given up on (the hook must answer). */
+const GRACE_MS = 500;
+
+/** The call's result, or an error result once `hardDeadline` passes (the client honours deadlines; this is a backstop). */
+async function guarded(t: CleanupTarget, call: Promise<TargetResult>, hardDeadline: number): Promise<TargetResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<TargetResult>((resolve) => {
+    timer = setTimeout(() => {
+      resolve({ ref: t.ref, outcome: "error", message: `registry call for ${t.ref} did not finish within the clean-up time budget` });
+    }, Math.max(0, hardDeadline - Date.now()));
+  });
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Runs targets with bounded concurrency; a target not started before the deadline is not attempted. */
 async function executeAll(
   targets: readonly CleanupTarget[],
@@ -141,7 +159,7 @@ async function executeAll(
       const i = next++;
       const t = targets[i];
       if (t === undefined) return;
-      results[i] = Date.now() >= deadline - 50 ? { ref: t.ref, outcome: "not-attempted" } : await run(t);
+      results[i] = Date.now() >= deadline - 50 ? { ref: t.ref, outcome: "not-attempted" } : await guarded(t, run(t), deadline + GRACE_MS);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, targets.length)) }, worker));

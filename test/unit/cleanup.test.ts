@@ -260,6 +260,16 @@ describe("cleanup runner", () => {
     expect(await counter(metrics, "sandbox_snapshot_cleanup_outcomes_total", { outcome: "not_attempted" })).toBe(1);
   });
 
+  it("answers in time even when a registry call ignores its deadline", async () => {
+    const fake = new FakeRegistry();
+    fake.deleteManifest = () => new Promise<"deleted">(() => undefined);
+    const { run } = await runner(fake, { budgetMs: 100 });
+    const started = Date.now();
+    const out = await run(deletedSnapshot(succeeded));
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(out).toMatchObject({ finished: false, cleanup: { state: "Pending", attempts: 1, lastError: expect.stringContaining("time budget") as string } });
+  });
+
   it("keeps credentials out of status and logs, whatever an error says", async () => {
     const path = join(dir, "config.json");
     writeFileSync(path, JSON.stringify({ auths: { "registry.example.com": { username: "cleaner", password: SECRET } } }));
