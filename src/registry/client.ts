@@ -254,6 +254,20 @@ export class RegistryClient {
   }
 
   private async uploadOnce(repository: string, source: BlobSource, digest: string | undefined, size: number | undefined, chunkSize: number | undefined, call: CallOptions): Promise<BlobInfo> {
+    const tracker: SourceTracker = { error: undefined };
+    try {
+      return await this.uploadAttempt(repository, source, digest, size, chunkSize, call, tracker);
+    } catch (e) {
+      const cause = tracker.error ?? (isRegistryError(e) ? undefined : e);
+      if (cause === undefined) throw e;
+      // The source failed, not the registry: a RegistryError (e.g. from openBlob of another registry)
+      // keeps its kind; anything else is treated as transient, and the upload restarts from a fresh source.
+      if (cause instanceof RegistryError) throw cause;
+      throw this.transport.error("unavailable", { operation: "blob-upload", repository }, `reading the blob source failed: ${cause instanceof Error ? cause.message : typeof cause === "string" ? cause : "unknown error"}`);
+    }
+  }
+
+  private async uploadAttempt(repository: string, source: BlobSource, digest: string | undefined, size: number | undefined, chunkSize: number | undefined, call: CallOptions, tracker: SourceTracker): Promise<BlobInfo> {
     const op = "blob-upload";
     const scopes = [repositoryScope(repository, "pull", "push")];
     const start = await this.transport.request(
@@ -267,7 +281,7 @@ export class RegistryClient {
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
 
     if (chunkSize !== undefined) {
-      const r = await this.uploadChunks(repository, source, location, size, chunkSize, call);
+      const r = await this.uploadChunks(repository, source, location, size, chunkSize, call, tracker);
       location = r.location;
       finalSize = r.size;
       finalDigest = r.digest ?? digest ?? "";
@@ -275,7 +289,7 @@ export class RegistryClient {
       headers["content-length"] = "0";
     } else if (digest === undefined) {
       // Streamed upload: one PATCH of unknown length, digest computed on the way, then PUT ?digest=.
-      const streamed = new CountingBody(source);
+      const streamed = new CountingBody(source, tracker);
       const res = await this.transport.request(
         { operation: op, repository, method: "PATCH", url: location, headers, body: streamed.factory, scopes, ok: [202], retry: false },
         call,
@@ -287,7 +301,7 @@ export class RegistryClient {
     } else {
       // Monolithic upload: the bytes go with the PUT that names the digest; the registry verifies it.
       finalDigest = digest;
-      body = new CountingBody(source);
+      body = new CountingBody(source, tracker);
       if (size !== undefined) headers["content-length"] = String(size);
     }
     const url = new URL(location);
@@ -316,7 +330,7 @@ export class RegistryClient {
    * cut into buffered pieces of `chunkSize` bytes, hashed once each. Returns the last upload location
    * and, for non-file sources, the digest computed on the way.
    */
-  private async uploadChunks(repository: string, source: BlobSource, location: string, size: number | undefined, chunkSize: number, call: CallOptions): Promise<{ location: string; digest: string | undefined; size: number }> {
+  private async uploadChunks(repository: string, source: BlobSource, location: string, size: number | undefined, chunkSize: number, call: CallOptions, tracker: SourceTracker): Promise<{ location: string; digest: string | undefined; size: number }> {
     const op = "blob-upload";
     const scopes = [repositoryScope(repository, "pull", "push")];
     let offset = 0;
@@ -348,7 +362,7 @@ export class RegistryClient {
       while (offset < size) {
         const length = Math.min(chunkSize, size - offset);
         const from = offset;
-        await send((touch) => lazyChunks(() => openSource(source, from, from + length - 1), touch), length);
+        await send((touch) => lazyChunks(() => openSource(source, from, from + length - 1), touch, tracker), length);
       }
       return { location: loc, digest: undefined, size: offset };
     }
@@ -566,23 +580,40 @@ export class RegistryClient {
 }
 
 /** Opens the source only when the transport starts sending, so every (re)send reads it afresh. */
-async function* lazyChunks(open: () => Promise<Readable>, onChunk: (c: Uint8Array) => void): AsyncGenerator<Uint8Array> {
-  yield* chunksOf(await open(), onChunk);
+async function* lazyChunks(open: () => Promise<Readable>, onChunk: (c: Uint8Array) => void, tracker?: SourceTracker): AsyncGenerator<Uint8Array> {
+  try {
+    yield* chunksOf(await open(), onChunk);
+  } catch (e) {
+    if (tracker !== undefined) tracker.error = e;
+    throw e;
+  }
+}
+
+/** Remembers a failure of the blob source itself, which fetch would otherwise report as a connection error. */
+interface SourceTracker {
+  error: unknown;
 }
 
 /** A request body over a blob source that hashes what it sends; each (re)send starts a new count. */
 class CountingBody {
   private counter = new DigestCounter();
 
-  constructor(private readonly source: BlobSource) {}
+  constructor(
+    private readonly source: BlobSource,
+    private readonly tracker: SourceTracker,
+  ) {}
 
   factory: BodyFactory = (touch) => {
     const c = new DigestCounter();
     this.counter = c;
-    return lazyChunks(() => openSource(this.source), (b) => {
-      c.update(b);
-      touch();
-    });
+    return lazyChunks(
+      () => openSource(this.source),
+      (b) => {
+        c.update(b);
+        touch();
+      },
+      this.tracker,
+    );
   };
 
   digest(): string {

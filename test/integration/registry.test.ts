@@ -212,3 +212,36 @@ describe.skipIf(missing)("a registry with deletion disabled", () => {
     expect(await client.resolveTag("keep/me", "latest")).toBe(img.digest);
   });
 });
+
+describe.skipIf(missing)("blob sources that fail", () => {
+  let reg: TestRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry();
+  });
+  afterAll(async () => {
+    await reg.close();
+  });
+
+  it("keeps the kind of a RegistryError raised by the source (e.g. a copy from another registry)", async () => {
+    const client = reg.client();
+    const bad = sha256Digest("never pushed");
+    const failing = (): Readable =>
+      Readable.from(
+        (async function* (): AsyncGenerator<Buffer> {
+          yield Buffer.from("partial");
+          await new Promise((r) => setTimeout(r, 5));
+          throw new RegistryError({ kind: "digest-mismatch", operation: "blob-get", registry: "other.example", repository: "x", reason: "downloaded bytes differ" });
+        })(),
+      );
+    const e = await rejection(client.pushBlob("copy/dst", { open: failing }, { digest: bad }));
+    expect(e.kind).toBe("digest-mismatch");
+    expect(e.registry).toBe("other.example");
+  });
+
+  it("reports an unreadable file with its path, without contacting the registry", async () => {
+    const e = await rejection(reg.client().pushBlob("file/missing", { path: "/nonexistent/layer.tar.gz" }));
+    expect(e.kind).toBe("invalid");
+    expect(e.message).toContain("/nonexistent/layer.tar.gz");
+    expect(e.message).toContain("ENOENT");
+  });
+});
