@@ -7,8 +7,7 @@
 // Settings come from the environment (see ./config.ts). The result is one line of JSON (< 4 KiB) in
 // SNAPSHOT_RESULT_PATH (default /dev/termination-log) and on stdout; logs go to stderr. Exit codes:
 // 0 success, 1 failure, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM, after resuming).
-import { writeFileSync } from "node:fs";
-import { realpathSync } from "node:fs";
+import { existsSync, realpathSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ContainerdClient } from "../containerd/client.js";
 import { commit, describeError, unpause, type CommitDeps } from "./commit.js";
@@ -48,6 +47,11 @@ export interface CliIo {
 function writeResult(path: string, r: Result, io: CliIo): void {
   const line = formatResult(r);
   try {
+    // Outside Kubernetes the default termination-log path does not exist: stdout has the result.
+    if (path === DEFAULT_RESULT_PATH && !existsSync(path)) {
+      io.stdout(`${line}\n`);
+      return;
+    }
     writeFileSync(path, line);
   } catch (e) {
     io.stderr(`image-committer: cannot write the result to ${path} (SNAPSHOT_RESULT_PATH): ${describeError(e)}\n`);

@@ -109,14 +109,14 @@ export class ContainerdClient {
 
   private wrap(rpc: string, err: grpc.ServiceError): ContainerdError {
     const code = err.code;
-    if (code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED) {
-      return new ContainerdError(
-        rpc,
-        code,
-        `containerd at ${this.socket} (CONTAINERD_SOCKET) did not answer ${rpc}: ${err.details || err.message}`,
-      );
+    const details = (err.details || err.message).replace(/\s*Resolution note:.*$/s, "").trim();
+    if (code === grpc.status.UNAVAILABLE) {
+      return new ContainerdError(rpc, code, `cannot reach containerd at ${this.socket} (CONTAINERD_SOCKET) for ${rpc}: ${details}`);
     }
-    return new ContainerdError(rpc, code, `containerd ${rpc} failed (namespace ${this.namespace}): ${err.details || err.message}`);
+    if (code === grpc.status.DEADLINE_EXCEEDED) {
+      return new ContainerdError(rpc, code, `containerd at ${this.socket} (CONTAINERD_SOCKET) did not answer ${rpc} in time: ${details}`);
+    }
+    return new ContainerdError(rpc, code, `containerd ${rpc} failed (namespace ${this.namespace}): ${details}`);
   }
 
   unary<Res>(service: string, name: string, req: object, opts: CallOptions = {}): Promise<Res> {

@@ -1,0 +1,285 @@
+// The committer's capture against a real containerd (runc, overlayfs): layer conformance with
+// containerd's own Diff service, the freeze (observable from task status), the watchdog, and the
+// failure paths that must leave every container running.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ContainerdClient } from "../../src/containerd/client.js";
+import { capture, type CaptureSettings } from "../../src/committer/capture.js";
+import { WatchdogExpired } from "../../src/committer/freeze.js";
+import { ScratchFullError } from "../../src/committer/layer.js";
+import { findTargets, LookupError } from "../../src/committer/lookup.js";
+import { emptyHeader, encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from "../../src/committer/tar.js";
+import { baseLayerTar } from "../support/base-image.js";
+import { missingComponents } from "../support/components.js";
+import { exec, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
+import { applyLayer, flatten, type Tree } from "../support/layer-tree.js";
+
+const missing = missingComponents(["containerd", "runc", "ctr", "tar"]);
+
+const CAP_NET_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+const BINARY = Buffer.from([0xff, 0x00, 0x80, 0x0a, 0x3d, 0x20, 0xc3]);
+
+/** Changes a container makes: adds, changes, deletes, replaces directories, links, modes, owners. */
+const MIXED_CHANGES = `
+set -e
+echo changed >> /etc/base.txt
+echo new > /root/new.txt
+mkdir -p /opt/app/deep/er && echo deep > /opt/app/deep/er/f
+rm /data/doomed.txt
+rm /data/keep/b.txt
+rm -rf /data/replace && mkdir /data/replace && echo fresh > /data/replace/fresh.txt
+rm -rf /var
+rm /etc/group && mkdir /etc/group && echo inside > /etc/group/file
+rm -rf /usr && echo now-a-file > /usr
+echo f > /root/f1 && ln /root/f1 /root/f1-hard && ln /root/f1 /opt/f1-hard2
+ln -s /etc/base.txt /root/sym-abs && ln -s ../etc/passwd /root/sym-rel && ln -s /nowhere /root/dangling
+chown 1234:5678 /root/new.txt && chmod 4750 /root/new.txt
+chmod 700 /data/keep && chown 42:42 /data/keep
+dd if=/dev/urandom of=/root/big bs=1024 count=1024 2>/dev/null
+: > /root/empty
+`;
+
+/** xattrs set from the host through the container's root filesystem (busybox has no setfattr). */
+function setXattrs(cd: Containerd, id: string): void {
+  const rootfs = join(cd.dir, "state", "io.containerd.runtime.v2.task", cd.namespace, id, "rootfs");
+  const entries: { h: TarHeader; data?: Buffer }[] = [
+    { h: { ...emptyHeader("root/xdir", "dir"), xattrs: new Map([["user.dir-note", Buffer.from("a directory")]]) } },
+    {
+      h: { ...emptyHeader("root/xdir/ping", "file"), mode: 0o755, xattrs: new Map([["security.capability", CAP_NET_RAW], ["user.bin", BINARY]]) },
+      data: Buffer.from("#!/bin/sh\n"),
+    },
+  ];
+  const parts: Buffer[] = [];
+  for (const { h, data } of entries) {
+    parts.push(encodeHeader({ ...h, size: data?.length ?? 0 }));
+    if (data) parts.push(data, paddingFor(data.length));
+  }
+  parts.push(END_OF_ARCHIVE);
+  execFileSync("tar", ["--xattrs", "--xattrs-include=*", "-xpf", "-", "-C", rootfs], { input: Buffer.concat(parts) });
+}
+
+describe.skipIf(missing)("committer capture (real containerd)", () => {
+  let cd: Containerd;
+  let client: ContainerdClient;
+  let scratch: string;
+  let seq = 0;
+  const settings = (over: Partial<CaptureSettings> = {}): CaptureSettings => ({
+    scratchDir: scratch,
+    scratchLimitBytes: 1024 ** 3,
+    maxFreezeSeconds: 10,
+    containerdRoot: cd.root,
+    ...over,
+  });
+  const logs: string[] = [];
+  const log = (m: string): void => {
+    logs.push(m);
+  };
+  const lease = async (): Promise<string> => {
+    const id = `test-lease-${++seq}`;
+    await client.createLease(id, {});
+    return id;
+  };
+
+  beforeAll(async () => {
+    cd = await startContainerd();
+    client = new ContainerdClient({ socket: cd.socket, namespace: cd.namespace });
+    scratch = mkdtempSync(join(tmpdir(), "committer-scratch-"));
+  });
+  afterAll(async () => {
+    client.close();
+    await cd.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** containerd's Diff service's layer for a container (parent view vs the container's snapshot). */
+  async function diffServiceLayer(id: string, leaseId: string): Promise<Buffer> {
+    const c = await client.getContainer(id);
+    const info = await client.statSnapshot(c.snapshotter, c.snapshot_key);
+    const left = await client.viewSnapshot(c.snapshotter, `${leaseId}-view`, info.parent, leaseId);
+    const right = await client.snapshotMounts(c.snapshotter, c.snapshot_key);
+    const desc = await client.diff(left, right, "application/vnd.oci.image.layer.v1.tar", `${leaseId}-diff`, leaseId, 60_000);
+    const parts: Buffer[] = [];
+    for await (const b of client.readContent(desc.digest, leaseId)) parts.push(b);
+    await client.removeSnapshot(c.snapshotter, `${leaseId}-view`);
+    return Buffer.concat(parts);
+  }
+
+  async function baseTree(): Promise<Tree> {
+    return applyLayer(new Map(), await baseLayerTar());
+  }
+
+  it("our layer and containerd's Diff service layer give identical trees on the base (adds, changes, deletes, replaced directories, links, modes, owners, xattrs)", async () => {
+    const id = await runContainer(cd, "conform", "ns", "main");
+    await exec(cd, id, MIXED_CHANGES);
+    setXattrs(cd, id);
+    const l = await lease();
+    const targets = await findTargets(client, "conform", "ns", ["main"]);
+    const r = await capture(client, targets, settings(), l, log);
+    const layer = r.layers[0];
+    expect(layer?.method).toBe("upperdir");
+    if (layer?.location.kind !== "file") throw new Error("expected a file layer");
+    const ours = readFileSync(layer.location.path);
+    const theirs = await diffServiceLayer(id, l);
+
+    // containerd's archive writer keeps only security.capability of all xattrs: compare on that, then
+    // check separately that ours carries the others byte for byte.
+    const capOnly = (x: string): boolean => x === "security.capability";
+    const oursTree = await applyLayer(await baseTree(), ours);
+    const theirsTree = await applyLayer(await baseTree(), theirs);
+    expect(flatten(oursTree, capOnly)).toEqual(flatten(theirsTree, capOnly));
+
+    const tree = flatten(oursTree);
+    expect(tree["root/xdir/ping"]?.xattrs).toEqual({ "security.capability": CAP_NET_RAW.toString("base64"), "user.bin": BINARY.toString("base64") });
+    expect(tree["root/xdir"]?.xattrs).toEqual({ "user.dir-note": Buffer.from("a directory").toString("base64") });
+    // and the changes themselves are what the container did
+    expect(tree["data/doomed.txt"]).toBeUndefined();
+    expect(tree["data/replace/old1.txt"]).toBeUndefined();
+    expect(tree["data/replace/sub"]).toBeUndefined();
+    expect(tree["data/replace/fresh.txt"]?.type).toBe("file");
+    expect(tree["data/keep/a.txt"]?.type).toBe("file");
+    expect(tree["data/keep/b.txt"]).toBeUndefined();
+    expect(tree["data/keep"]).toMatchObject({ mode: 0o700, uid: 42, gid: 42 });
+    expect(tree.var).toBeUndefined();
+    expect(tree["etc/group"]?.type).toBe("dir");
+    expect(tree.usr?.type).toBe("file");
+    expect(tree["root/new.txt"]).toMatchObject({ mode: 0o4750, uid: 1234, gid: 5678 });
+    expect(tree["root/f1-hard"]?.content).toBe(tree["root/f1"]?.content);
+    expect(tree["opt/f1-hard2"]?.content).toBe(tree["root/f1"]?.content);
+    expect(tree["root/sym-rel"]).toMatchObject({ type: "symlink", content: "../etc/passwd" });
+    expect(tree["root/dangling"]).toMatchObject({ type: "symlink", content: "/nowhere" });
+    expect(r.capturedBytes).toBe(ours.length);
+    expect(r.freezeMillis).toBeGreaterThan(0);
+    await removeContainer(cd, id);
+  });
+
+  it("falls back to containerd's Diff service when the overlay uses redirect_dir, with the same result", async () => {
+    const id = await runContainer(cd, "fallback", "ns", "main");
+    await exec(cd, id, "set -e; rm -rf /data/replace; mkdir /data/replace; echo x > /data/replace/x; rm /data/doomed.txt; echo y > /root/y");
+    const params = mkdtempSync(join(tmpdir(), "overlay-params-"));
+    writeFileSync(join(params, "redirect_dir"), "Y\n");
+    writeFileSync(join(params, "metacopy"), "N\n");
+    const targets = await findTargets(client, "fallback", "ns", ["main"]);
+    const l = await lease();
+    const viaDiff = await capture(client, targets, settings({ overlayParamsDir: params }), l, log);
+    const direct = await capture(client, targets, settings(), l, log);
+    expect(viaDiff.layers[0]?.method).toBe("diff-service");
+    expect(direct.layers[0]?.method).toBe("upperdir");
+    const loc = viaDiff.layers[0]?.location;
+    if (loc?.kind !== "content") throw new Error("expected the layer in the content store");
+    const parts: Buffer[] = [];
+    for await (const b of client.readContent(loc.digest, l)) parts.push(b);
+    const dloc = direct.layers[0]?.location;
+    if (dloc?.kind !== "file") throw new Error("expected a file");
+    const a = await applyLayer(await baseTree(), Buffer.concat(parts));
+    const b = await applyLayer(await baseTree(), readFileSync(dloc.path));
+    expect(flatten(a, () => false)).toEqual(flatten(b, () => false));
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    rmSync(params, { recursive: true, force: true });
+    await removeContainer(cd, id);
+  });
+
+  it("freezes all containers of a pod together and resumes them right after the capture", async () => {
+    const a = await runContainer(cd, "twins", "ns", "first");
+    const b = await runContainer(cd, "twins", "ns", "second");
+    await exec(cd, a, "echo from-first > /root/a");
+    await exec(cd, b, "echo from-second > /root/b");
+    const targets = await findTargets(client, "twins", "ns", ["first", "second"]);
+    const seen: (string | undefined)[] = [];
+    const r = await capture(client, targets, settings(), await lease(), log, {
+      onFrozen: async () => {
+        seen.push(await taskStatus(cd, a), await taskStatus(cd, b));
+      },
+    });
+    expect(seen).toEqual(["PAUSED", "PAUSED"]);
+    expect([await taskStatus(cd, a), await taskStatus(cd, b)]).toEqual(["RUNNING", "RUNNING"]);
+    expect(r.layers.map((l) => l.target.name)).toEqual(["first", "second"]);
+    const trees = await Promise.all(
+      r.layers.map(async (l) => (l.location.kind === "file" ? flatten(await applyLayer(new Map(), readFileSync(l.location.path))) : {})),
+    );
+    expect(Object.keys(trees[0] ?? {})).toContain("root/a");
+    expect(Object.keys(trees[1] ?? {})).toContain("root/b");
+    expect(r.freezeMillis).toBeLessThan(2000);
+    logs.push(`two-container freeze: ${r.freezeMillis} ms`);
+    await removeContainer(cd, a);
+    await removeContainer(cd, b);
+  });
+
+  it("the watchdog resumes the containers by itself when a freeze outlasts SNAPSHOT_MAX_FREEZE_SECONDS", async () => {
+    const id = await runContainer(cd, "slow", "ns", "main");
+    const targets = await findTargets(client, "slow", "ns", ["main"]);
+    let duringHook: string | undefined;
+    const started = Date.now();
+    await expect(
+      capture(client, targets, settings({ maxFreezeSeconds: 0.3 }), await lease(), log, {
+        onFrozen: async () => {
+          await new Promise((r) => setTimeout(r, 1000));
+          duringHook = await taskStatus(cd, id); // still inside the freeze as far as the capture knows
+        },
+      }),
+    ).rejects.toBeInstanceOf(WatchdogExpired);
+    expect(duringHook).toBe("RUNNING");
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    expect(Date.now() - started).toBeLessThan(5000);
+    await removeContainer(cd, id);
+  });
+
+  it("refuses before freezing when the scratch space cannot hold the changes", async () => {
+    const id = await runContainer(cd, "big", "ns", "main");
+    await exec(cd, id, "dd if=/dev/zero of=/root/zeros bs=1024 count=2048 2>/dev/null");
+    const targets = await findTargets(client, "big", "ns", ["main"]);
+    let frozen = false;
+    await expect(
+      capture(client, targets, settings({ scratchLimitBytes: 1024 * 1024 }), await lease(), log, {
+        onFrozen: () => {
+          frozen = true;
+        },
+      }),
+    ).rejects.toThrow(ScratchFullError);
+    expect(frozen).toBe(false);
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
+  it("stops a capture that outgrows the scratch space while frozen, and resumes", async () => {
+    const id = await runContainer(cd, "grows", "ns", "main");
+    await exec(cd, id, "echo small > /root/s");
+    const targets = await findTargets(client, "grows", "ns", ["main"]);
+    await expect(
+      capture(client, targets, settings({ scratchLimitBytes: 64 * 1024 }), await lease(), log, {
+        onFrozen: async () => {
+          // grows behind the estimate's back (from the host: the container is frozen)
+          const rootfs = join(cd.dir, "state", "io.containerd.runtime.v2.task", cd.namespace, id, "rootfs");
+          mkdirSync(join(rootfs, "root"), { recursive: true });
+          writeFileSync(join(rootfs, "root", "late"), Buffer.alloc(512 * 1024, 1));
+          expect(await taskStatus(cd, id)).toBe("PAUSED");
+        },
+      }),
+    ).rejects.toThrow(/scratch space exhausted/);
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
+  it("names the missing container and freezes nothing", async () => {
+    const id = await runContainer(cd, "present", "ns", "main");
+    await expect(findTargets(client, "present", "ns", ["main", "ghost"])).rejects.toThrow(
+      /container ghost of pod ns\/present not found in containerd namespace k8s.io/,
+    );
+    await expect(findTargets(client, "absent", "ns", ["main"])).rejects.toBeInstanceOf(LookupError);
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
+  it("skips the pod's sandbox container and picks the running attempt among restarts", async () => {
+    const sandbox = await runContainer(cd, "restarts", "ns", "main", { labels: { "io.cri-containerd.kind": "sandbox" } });
+    const old = await runContainer(cd, "restarts", "ns", "main");
+    await cd.ctr(["tasks", "kill", "-s", "SIGKILL", old]);
+    for (let i = 0; i < 100 && (await taskStatus(cd, old)) !== "STOPPED"; i++) await new Promise((r) => setTimeout(r, 50));
+    const current = await runContainer(cd, "restarts", "ns", "main");
+    const [t] = await findTargets(client, "restarts", "ns", ["main"]);
+    expect(t?.id).toBe(current);
+    for (const id of [sandbox, old, current]) await removeContainer(cd, id);
+  });
+});
