@@ -10,9 +10,14 @@ export interface ImageReference {
   readonly digest: string | undefined;
 }
 
+/** Keeps messages short whatever the input: an argument or a status field may be megabytes long. */
+function clip(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max)}… (${s.length} characters)` : s;
+}
+
 export class ReferenceError extends Error {
   constructor(readonly input: string, reason: string) {
-    super(`invalid image reference ${JSON.stringify(input)}: ${reason}`);
+    super(`invalid image reference ${JSON.stringify(clip(input, 200))}: ${clip(reason, 300)}`);
     this.name = "ReferenceError";
   }
 }

@@ -35,6 +35,19 @@ describe("parseImageReference", () => {
     expect(() => parseImageReference(input)).toThrow(why);
   });
 
+  it("keeps the error message short for a huge reference (it ends up in logs, status and usage errors)", () => {
+    for (const input of [`${"r".repeat(70_000)}/x:y`, `reg.io/a:${"t".repeat(70_000)}`, `reg.io/${"a".repeat(70_000)}`]) {
+      let message = "";
+      try {
+        parseImageReference(input);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(/^invalid image reference/);
+      expect(message.length).toBeLessThan(1_000);
+    }
+  });
+
   it("uses the digest, else the tag, else latest as the manifest reference", () => {
     expect(manifestReference(parseImageReference(`r.io/a:t@${D}`))).toBe(D);
     expect(manifestReference(parseImageReference("r.io/a:t"))).toBe("t");
