@@ -144,6 +144,8 @@ export function createHookApp(deps: ServerDeps): express.Express {
       const now = clock();
       const cleanup = deps.cleanup ? await deps.cleanup(req, now, log, metrics) : undefined;
       const res = checked(finalize(req, config, now, cleanup));
+      // The unpause of a commit stopped by the deletion (ContainersResumed) and the clean-up outcome.
+      emit(req.parent, transitionEvent(req.parent.status, res.status), log);
       emit(req.parent, cleanupEvent(req.parent.status, res.status), log);
       if (res.finalized === true) log.info({ snapshot: snapshotRef(req.parent) }, "finalized");
       return res;

@@ -317,6 +317,31 @@ describe("cleanup runner", () => {
 });
 
 describe("clean-up Events", () => {
+  it("finalize also reports the containers resumed after a commit stopped by the deletion", async () => {
+    const events: Record<string, unknown>[] = [];
+    const kube: KubeAccess = {
+      getBatchSandbox: () => Promise.resolve(undefined),
+      getPod: () => Promise.resolve(undefined),
+      secretExists: () => Promise.resolve(true),
+      createEvent: (_ns, ev) => {
+        events.push(ev);
+        return Promise.resolve("created" as const);
+      },
+    };
+    const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
+    const cleanup = await createCleanupRunner(config, { clientFor: () => new FakeRegistry() });
+    const server = await startServer(config, { log: pino({ level: "silent" }), kube, cleanup, clock: () => t0 });
+    try {
+      const committing: SandboxSnapshotStatus = { phase: "Committing", deletionPolicy: "Delete", sourcePodName: "sbx-0", sourceNodeName: "node-a", containers: [{ containerName: "sandbox", imageUri: URI_A }] };
+      const res = await fetch(`http://127.0.0.1:${server.hookPort}/finalize`, { method: "POST", body: JSON.stringify(deletedSnapshot(committing)), headers: { "content-type": "application/json" } });
+      expect(((await res.json()) as { finalized: boolean }).finalized).toBe(true);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(events.map((e) => e.reason)).toEqual(["SourceGone", "RegistryCleanupDone"]);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("names Done and Abandoned once, when the state is reached", () => {
     const pending: SandboxSnapshotStatus = { cleanup: { state: "Pending" } };
     expect(cleanupEvent(pending, { cleanup: { state: "Done", deletedDigests: [DIGEST_A] } })).toMatchObject({ transition: "cleanup-done", type: "Normal" });
