@@ -213,6 +213,14 @@ export async function captureUpperdir(
       resolve(code);
     });
   });
+  // The watchdog (or a signal) stops the reader at once, even while tar is still walking.
+  const stop = (): void => {
+    child.kill("SIGKILL");
+    // a grandchild (a wrapper's child) may still hold the pipes: do not wait for it
+    child.stdout.destroy();
+    child.stderr.destroy();
+  };
+  opts.signal?.addEventListener("abort", stop, { once: true });
   try {
     const result = await writeTarFile(
       toOciLayer(readTar(child.stdout as AsyncIterable<Buffer>), opts.overlayPrefix ?? TRUSTED_OVERLAY),
@@ -230,5 +238,7 @@ export async function captureUpperdir(
       throw new Error("GNU tar is needed to read the upper directory and was not found on PATH");
     }
     throw e;
+  } finally {
+    opts.signal?.removeEventListener("abort", stop);
   }
 }
