@@ -125,7 +125,9 @@ export class Transport {
   readonly origin: string;
 
   constructor(private readonly o: TransportOptions) {
-    this.origin = `${o.insecure ? "http" : "https"}://${o.registry}`;
+    // Docker Hub's name in image references is not the host that serves its API.
+    const host = o.registry === "docker.io" || o.registry === "index.docker.io" ? "registry-1.docker.io" : o.registry;
+    this.origin = `${o.insecure ? "http" : "https"}://${host}`;
   }
 
   error(kind: RegistryErrorKind, spec: { operation: string; repository?: string | undefined }, reason: string, extra: { status?: number; code?: string; attempts?: number } = {}): RegistryError {
