@@ -198,6 +198,27 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     await removeContainer(cd, id);
   });
 
+  it("base layers discarded from containerd's content store are mounted from the source repository", async () => {
+    const source = `${reg.host}/base/busybox:1`;
+    await cd.ctr(["images", "tag", cd.baseImage, source]);
+    await cd.ctr(["images", "push", "--plain-http", source]);
+    const baseManifest = await reg.client().getManifest("base/busybox", "1");
+    const baseLayer = "layers" in baseManifest.manifest ? baseManifest.manifest.layers[0]?.digest : undefined;
+    if (baseLayer === undefined) throw new Error("base image has no layer");
+    const id = await runContainer(cd, "discard", "ns", "main", { image: source });
+    await exec(cd, id, "echo on-top > /root/top");
+    await cd.ctr(["content", "rm", baseLayer]);
+    const logs: string[] = [];
+    const e = env();
+    const code = await run(["discard", "ns", `main:${ref("discard-main")}`], e, { stdout: () => undefined, stderr: (s) => void logs.push(s) });
+    expect(code).toBe(0);
+    expect(logs.join("")).toContain(`base layer ${baseLayer} mounted`);
+    const m = await reg.client().getManifest("snapshots/discard-main", "snap-1");
+    expect("layers" in m.manifest && m.manifest.layers[0]?.digest).toBe(baseLayer);
+    expect(m.annotations["org.opencontainers.image.base.name"]).toBe(source);
+    await removeContainer(cd, id);
+  });
+
   it("registry down: fails before freezing, with a clear error, containers running", async () => {
     const id = await runContainer(cd, "down", "ns", "main");
     const e = env();
