@@ -79,7 +79,7 @@ describe("clean-up core properties", () => {
   });
 
   it("after any attempt the answer is schema-valid, attempts grow by one, and the next attempt is soon and never far past the deadline", () => {
-    const outcome = fc.constantFrom<TargetResult["outcome"]>("deleted", "not-found", "foreign", "error", "not-attempted");
+    const outcome = fc.constantFrom("deleted", "not-found", "foreign", "error", "not-attempted", "unsupported");
     fc.assert(
       fc.property(status, nowMs, fc.array(outcome, { minLength: 4, maxLength: 4 }), (s, now, outcomes) => {
         const r = req(s);
@@ -88,7 +88,7 @@ describe("clean-up core properties", () => {
         const results: TargetResult[] = plan.targets.map((t, i) => {
           const o = outcomes[i] ?? "error";
           if (o === "deleted" || o === "foreign") return { ref: t.ref, outcome: o, digest: t.kind === "digest" ? t.digest : `sha256:${"f".repeat(64)}` };
-          if (o === "error") return { ref: t.ref, outcome: o, message: "registry down" };
+          if (o === "error" || o === "unsupported") return { ref: t.ref, outcome: o, message: "registry down" };
           return { ref: t.ref, outcome: o };
         });
         const fold = foldCleanup(r, cfg, new Date(now), plan, results);
