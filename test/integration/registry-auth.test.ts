@@ -80,6 +80,27 @@ describe.skipIf(missing)("htpasswd (Basic) auth", () => {
     expectNoSecret([e.message, String(e.stack), JSON.stringify(e), ...log.lines]);
   });
 
+  it("keeps credentials out of every error and log line, also while the registry is down", async () => {
+    const log = recordingLogger();
+    const client = reg.client({ credentials: { username: USER, password: PASSWORD }, logger: log, retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 20 } });
+    const layer = await makeTestLayer();
+    await client.pushBlob("basic/leak", { bytes: layer.bytes });
+    const errors: string[] = [];
+    await reg.stop();
+    try {
+      for (const call of [client.ping(), client.pushBlob("basic/leak2", { bytes: layer.bytes }), client.deleteManifest("basic/leak", layer.digest), client.getManifest("basic/leak", "nope")]) {
+        const e = await rejection(call);
+        expect(e.kind).toBe("unavailable");
+        errors.push(e.message, String(e.stack));
+      }
+    } finally {
+      await reg.start();
+    }
+    errors.push((await rejection(client.getManifest("basic/leak", "nope"))).message);
+    expect(log.lines.length).toBeGreaterThan(0);
+    expectNoSecret([...errors, ...log.lines]);
+  });
+
   it("fails with kind unauthorized when no credentials are configured", async () => {
     const client = reg.client();
     const e = await rejection(client.ping());
