@@ -55,7 +55,8 @@ export async function* pieces(stream: Readable, size: number): AsyncGenerator<Bu
   let have = 0;
   try {
     for await (const c of stream) {
-      let b = Buffer.from(toBytes(c));
+      const u = toBytes(c);
+      let b = Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
       while (b.byteLength > 0) {
         const take = Math.min(size - have, b.byteLength);
         parts.push(b.subarray(0, take));

@@ -545,7 +545,7 @@ export class RegistryClient {
       opts,
     );
     const outcome: DeleteOutcome = res.status === 404 ? "not-found" : "deleted";
-    this.logger.info({ registry: this.registry, repository, digest, outcome }, "manifest delete");
+    this.logger.debug({ registry: this.registry, repository, digest, outcome }, "manifest delete");
     return outcome;
   }
 
