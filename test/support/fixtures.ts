@@ -57,7 +57,7 @@ export function pod(
     node?: string;
     containers?: string[];
     labels?: Record<string, string>;
-    tolerations?: object[];
+    tolerations?: Record<string, unknown>[];
     terminatedMessage?: string;
   } = {},
 ): Pod {
