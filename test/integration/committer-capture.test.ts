@@ -69,7 +69,7 @@ describe.skipIf(missing)("committer capture (real containerd)", () => {
   const settings = (over: Partial<CaptureSettings> = {}): CaptureSettings => ({
     scratchDir: scratch,
     scratchLimitBytes: 1024 ** 3,
-    maxFreezeSeconds: 10,
+    maxFreezeSeconds: 60,
     containerdRoot: cd.root,
     ...over,
   });

@@ -210,7 +210,13 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     await cd.ctr(["content", "rm", baseLayer]);
     const logs: string[] = [];
     const e = env();
-    const code = await run(["discard", "ns", `main:${ref("discard-main")}`], e, { stdout: () => undefined, stderr: (s) => void logs.push(s) });
+    let code: number;
+    try {
+      code = await run(["discard", "ns", `main:${ref("discard-main")}`], e, { stdout: () => undefined, stderr: (s) => void logs.push(s) });
+    } finally {
+      // the other tests' base image shares the layer: put it back
+      await cd.ctr(["images", "import", "--snapshotter", "overlayfs", join(cd.dir, "base-image.tar")]);
+    }
     expect(code).toBe(0);
     expect(logs.join("")).toContain(`base layer ${baseLayer} mounted`);
     const m = await reg.client().getManifest("snapshots/discard-main", "snap-1");

@@ -13,6 +13,15 @@ const run = promisify(execFile);
 
 export const TEST_NAMESPACE = "k8s.io";
 
+/**
+ * A directory with other containerd, ctr and containerd-shim-runc-v2 binaries (e.g. a containerd 2.x
+ * built from source) to run the suites against instead of the ones on PATH.
+ */
+const BIN_DIR = process.env.TEST_CONTAINERD_BIN_DIR;
+const bin = (name: string): string => (BIN_DIR !== undefined && BIN_DIR !== "" ? join(BIN_DIR, name) : name);
+const childEnv = (): NodeJS.ProcessEnv =>
+  BIN_DIR !== undefined && BIN_DIR !== "" ? { ...process.env, PATH: `${BIN_DIR}:${process.env.PATH ?? ""}` } : process.env;
+
 export interface Containerd {
   readonly dir: string;
   readonly root: string;
@@ -130,12 +139,13 @@ export async function startContainerd(): Promise<Containerd> {
   try {
     const { openSync } = await import("node:fs");
     const logFd = openSync(join(dir, "containerd.log"), "a");
-    child = spawn("containerd", ["--config", join(dir, "config.toml")], { stdio: ["ignore", logFd, logFd], detached: false });
+    child = spawn(bin("containerd"), ["--config", join(dir, "config.toml")], { stdio: ["ignore", logFd, logFd], detached: false, env: childEnv() });
     const pid = child.pid;
     if (pid === undefined) throw new Error("containerd did not start");
     containerdPids.set(dir, pid);
     const ctr = async (args: string[], opts: { timeoutMs?: number } = {}): Promise<string> => {
-      const r = await run("ctr", ["-a", socket, "-n", TEST_NAMESPACE, ...args], {
+      const r = await run(bin("ctr"), ["-a", socket, "-n", TEST_NAMESPACE, ...args], {
+        env: childEnv(),
         timeout: opts.timeoutMs ?? 60_000,
         maxBuffer: 64 * 1024 * 1024,
       });
