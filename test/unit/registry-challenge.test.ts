@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { formatScope, mergeScopes, parseChallenges, parseScopes, pickChallenge, repositoryScope, scopeKey } from "../../src/registry/challenge.js";
 
@@ -21,6 +22,15 @@ describe("WWW-Authenticate parsing", () => {
       { scheme: "bearer", params: { realm: "https://t.example/token", service: "reg", error: "insufficient_scope" } },
     ]);
     expect(pickChallenge(c)?.scheme).toBe("bearer");
+  });
+
+  it("never throws and always terminates, whatever the header", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom("B", "e", "a", "r", " ", ",", "=", '"', "\\", "r", "l", "m", "\t", "x") , maxLength: 60 }), (h) => {
+        const out = parseChallenges(h);
+        expect(Array.isArray(out)).toBe(true);
+      }),
+    );
   });
 
   it("tolerates token68 values and garbage without throwing", () => {

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { credentialsFor, DockerConfigError, loadDockerConfig, normalizeRegistryHost, parseDockerConfig } from "../../src/registry/docker-config.js";
 
@@ -54,6 +55,20 @@ describe("docker config parsing", () => {
   ])("rejects %s with a message naming the field", (text, why) => {
     expect(() => parseDockerConfig(text, "/cfg.json")).toThrow(DockerConfigError);
     expect(() => parseDockerConfig(text, "/cfg.json")).toThrow(why);
+  });
+
+  it("fails only with DockerConfigError on arbitrary JSON", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (auths, entry) => {
+        for (const doc of [auths, { auths }, { auths: { "r.io": entry } }]) {
+          try {
+            parseDockerConfig(JSON.stringify(doc));
+          } catch (e) {
+            expect(e).toBeInstanceOf(DockerConfigError);
+          }
+        }
+      }),
+    );
   });
 
   it("never quotes the file content in a parse error (it holds secrets)", () => {
