@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";
-import type { CustomizeRequest, CustomizeResponse, SyncRequest, SyncResponse } from "./types.js";
+import type { CustomizeRequest, CustomizeResponse, Pod, SyncRequest, SyncResponse } from "./types.js";
 
 const SCHEMA_ID = "https://sandbox.opensandbox.io/schemas/hooks.json";
 
@@ -51,8 +51,28 @@ const syncRequest = validator<SyncRequest>("SyncRequest");
 const syncResponse = validator<SyncResponse>("SyncResponse");
 const customizeRequest = validator<CustomizeRequest>("CustomizeRequest");
 const customizeResponse = validator<CustomizeResponse>("CustomizeResponse");
+const pod = validator<Pod>("Pod");
 
 export const validateSyncRequest = (body: unknown): Validated<SyncRequest> => run(syncRequest, body);
 export const validateSyncResponse = (body: unknown): Validated<SyncResponse> => run(syncResponse, body);
 export const validateCustomizeRequest = (body: unknown): Validated<CustomizeRequest> => run(customizeRequest, body);
 export const validateCustomizeResponse = (body: unknown): Validated<CustomizeResponse> => run(customizeResponse, body);
+
+/**
+ * Related objects are only KubeObjects in the request schema (the map holds Pods and BatchSandboxes);
+ * the core reads related Pods' spec and status, so each related Pod is checked against the Pod schema
+ * too. Issues carry the full path into the request body.
+ */
+export function relatedPodIssues(req: SyncRequest): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const esc = (k: string): string => k.replace(/~/g, "~0").replace(/\//g, "~1");
+  for (const [typeKey, byName] of Object.entries(req.related ?? {})) {
+    for (const [name, obj] of Object.entries(byName)) {
+      if ((obj.kind ?? typeKey.split(".")[0]) !== "Pod") continue;
+      const v = run(pod, obj);
+      if (!v.ok) for (const e of v.errors) issues.push({ path: `/related/${esc(typeKey)}/${esc(name)}${e.path === "/" ? "" : e.path}`, message: e.message });
+      if (issues.length >= 20) return issues;
+    }
+  }
+  return issues;
+}

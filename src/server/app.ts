@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { pino, type Logger } from "pino";
 import type { SandboxSnapshot, SandboxSnapshotStatus, SyncRequest, SyncResponse } from "../api/types.js";
 import {
+  relatedPodIssues,
   validateCustomizeRequest,
   validateCustomizeResponse,
   validateSyncRequest,
@@ -131,6 +132,8 @@ export function createHookApp(deps: ServerDeps): express.Express {
       const v = validateSyncRequest(body);
       if (!v.ok) throw new BadRequest("sync request does not match the hook schema", v.errors);
       const req = v.value;
+      const podIssues = relatedPodIssues(req);
+      if (podIssues.length > 0) throw new BadRequest("sync request: a related Pod does not match the Pod schema", podIssues);
       const plan = planSyncLookups(req, config);
       const lookups = plan.source || plan.pushSecret !== undefined ? await performSyncLookups(plan, req.parent, deps.kube) : {};
       const res = checked(sync(req, config, clock(), lookups));
@@ -141,6 +144,8 @@ export function createHookApp(deps: ServerDeps): express.Express {
       const v = validateSyncRequest(body);
       if (!v.ok) throw new BadRequest("finalize request does not match the hook schema", v.errors);
       const req = v.value;
+      const podIssues = relatedPodIssues(req);
+      if (podIssues.length > 0) throw new BadRequest("finalize request: a related Pod does not match the Pod schema", podIssues);
       const now = clock();
       const cleanup = deps.cleanup ? await deps.cleanup(req, now, log, metrics) : undefined;
       const res = checked(finalize(req, config, now, cleanup));
