@@ -5,6 +5,9 @@
 // as raw bodies (duplicated keys, truncated JSON, bad UTF-8, wrong content types and encodings).
 // Every answer is < 500; every 200 is valid against the response schema; every 4xx carries an error
 // body; the server keeps serving; memory stays flat. Short form here; RELIABILITY_FULL=1 sends 100,000.
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -34,6 +37,7 @@ class LogSink extends Writable {
   lines = 0;
   errors = 0;
   nonJson = 0;
+  lastError = "";
   tail: string[] = [];
   override _write(chunk: Buffer, _enc: string, cb: () => void): void {
     for (const l of chunk.toString().split("\n")) {
@@ -41,7 +45,10 @@ class LogSink extends Writable {
       this.lines++;
       try {
         const o = JSON.parse(l) as { level?: number };
-        if ((o.level ?? 0) >= 50) this.errors++;
+        if ((o.level ?? 0) >= 50) {
+          this.errors++;
+          this.lastError = l.slice(0, 4000);
+        }
       } catch {
         this.nonJson++;
       }
@@ -106,6 +113,8 @@ const registry: CleanupRegistry = {
   },
 };
 
+const sink = new LogSink();
+
 interface Tally {
   requests: number;
   /** Outcomes of 200 answers: phase of sync/finalize answers, finalized, clean-up state. */
@@ -119,7 +128,11 @@ function checkAnswer(r: RawRequest, a: RawResponse, t: Tally): void {
   t.byStatus[a.status] = (t.byStatus[a.status] ?? 0) + 1;
   t.byHook[`${r.hook} ${a.status}`] = (t.byHook[`${r.hook} ${a.status}`] ?? 0) + 1;
   const where = `${r.how} → ${a.status} ${a.body.slice(0, 300)}`;
-  if (a.status >= 500 || a.status < 200) throw new Error(`server answered ${a.status}: ${where}`);
+  if (a.status >= 500 || a.status < 200) {
+    const dump = join(tmpdir(), `hook-fuzz-${r.hook}-${Date.now()}.body`);
+    writeFileSync(dump, r.body);
+    throw new Error(`server answered ${a.status}: ${where} (request body written to ${dump}; server log: ${sink.lastError})`);
+  }
   let body: unknown;
   try {
     body = JSON.parse(a.body);
@@ -144,7 +157,6 @@ function checkAnswer(r: RawRequest, a: RawResponse, t: Tally): void {
 
 describe("reliability: the hook server never crashes on any input", () => {
   let server: RunningServer;
-  const sink = new LogSink();
   beforeAll(async () => {
     const config = loadConfig({
       HOOK_LISTEN_ADDRESS: "127.0.0.1:0",
