@@ -2,7 +2,7 @@
 // timeout per attempt (reset while bytes flow), the caller's deadline and signal, retries with backoff
 // on connection errors, 429 and 5xx, and mapping of error answers to RegistryError.
 import { Authenticator, causeText } from "./auth.js";
-import type { Scope } from "./challenge.js";
+import { formatScope, parseChallenges, pickChallenge, type Scope } from "./challenge.js";
 import { RegistryError, type RegistryErrorKind, type Scrubber } from "./errors.js";
 import type { RegistryLogger } from "./log.js";
 import { backoffDelay, parseRetryAfter, type RetryPolicy, sleep } from "./retry.js";
@@ -210,15 +210,22 @@ export class Transport {
           wd.touch();
           hops++;
         }
-        if (res.status === 401 && sameOrigin && reauthentications < 2) {
+        if (res.status === 401 && sameOrigin) {
           const header = res.headers.get("www-authenticate");
           await res.body?.cancel();
-          if (this.o.auth.unauthorized(header, spec.scopes, sentAuth)) {
+          // A valid token without the rights asked for: one fresh token may help (rights granted
+          // since it was cached), more will not.
+          const insufficient = sentAuth !== undefined && header !== null && pickChallenge(parseChallenges(header))?.params.error === "insufficient_scope";
+          if (reauthentications < (insufficient ? 1 : 2) && this.o.auth.unauthorized(header, spec.scopes, sentAuth)) {
             reauthentications++;
             wd.done();
             continue;
           }
           wd.done();
+          if (insufficient) {
+            const wanted = spec.scopes.map(formatScope).join(" ");
+            return { retryable: false, error: this.error("denied", spec, `the credentials do not grant ${wanted === "" ? "access" : wanted}`, { status: 401 }) };
+          }
           return { retryable: false, error: this.error("unauthorized", spec, sentAuth === undefined ? "authentication required and no credentials are configured for this registry" : "credentials refused", { status: 401 }) };
         }
         if (spec.ok.includes(res.status)) {

@@ -88,8 +88,14 @@ describe.skipIf(missing)("htpasswd (Basic) auth", () => {
     const errors: string[] = [];
     await reg.stop();
     try {
-      for (const call of [client.ping(), client.pushBlob("basic/leak2", { bytes: layer.bytes }), client.deleteManifest("basic/leak", layer.digest), client.getManifest("basic/leak", "nope")]) {
-        const e = await rejection(call);
+      const calls = [
+        () => client.ping(),
+        () => client.pushBlob("basic/leak2", { bytes: layer.bytes }),
+        () => client.deleteManifest("basic/leak", layer.digest),
+        () => client.getManifest("basic/leak", "nope"),
+      ];
+      for (const call of calls) {
+        const e = await rejection(call());
         expect(e.kind).toBe("unavailable");
         errors.push(e.message, String(e.stack));
       }
@@ -113,7 +119,7 @@ describe.skipIf(missing)("token (Bearer) auth", () => {
   let reg: TestRegistry;
   let dir: string;
   beforeAll(async () => {
-    reg = await startRegistry({ token: { users: { [USER]: PASSWORD }, identityTokens: { [IDENTITY_TOKEN]: USER }, ttlSeconds: 300 } });
+    reg = await startRegistry({ token: { users: { [USER]: PASSWORD, reader: PASSWORD }, pullOnlyUsers: ["reader"], identityTokens: { [IDENTITY_TOKEN]: USER }, ttlSeconds: 300 } });
     dir = mkdtempSync(join(tmpdir(), "registry-token-"));
   });
   afterAll(async () => {
@@ -181,6 +187,18 @@ describe.skipIf(missing)("token (Bearer) auth", () => {
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((r) => r.method === "POST" && r.grantType === "refresh_token" && r.status === 200)).toBe(true);
     expectNoSecret(log.lines, issuer().issuedTokens);
+  });
+
+  it("reports kind denied when valid credentials lack the rights (insufficient_scope)", async () => {
+    const writer = reg.client({ credentials: { username: USER, password: PASSWORD } });
+    const img = await pushTestImage(writer, "bearer/readonly", { layers: 1 });
+    const reader = reg.client({ credentials: { username: "reader", password: PASSWORD } });
+    expect(await reader.resolveTag("bearer/readonly", "latest")).toBe(img.digest);
+    const e = await rejection(reader.deleteManifest("bearer/readonly", img.digest));
+    expect(e.kind).toBe("denied");
+    expect(e.message).toContain("repository:bearer/readonly:delete");
+    const layer = await makeTestLayer();
+    expect((await rejection(reader.pushBlob("bearer/readonly", { bytes: layer.bytes }))).kind).toBe("denied");
   });
 
   it("fails with kind unauthorized for anonymous access", async () => {

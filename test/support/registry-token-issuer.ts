@@ -17,6 +17,8 @@ export interface TokenIssuerOptions {
   readonly ttlSeconds?: number;
   /** Allow anonymous token requests (default false: anonymous gets 401). */
   readonly allowAnonymous?: boolean;
+  /** Users granted only `pull`, whatever they ask for (others get every action asked for). */
+  readonly pullOnlyUsers?: readonly string[];
 }
 
 export interface TokenRequestRecord {
@@ -92,10 +94,12 @@ export async function startTokenIssuer(dir: string, options: TokenIssuerOptions)
     if (expired) expiredToIssue--;
     // The registry allows 60 s of clock skew: an "expired" token must be well past that.
     const exp = expired ? now - 600 : now + ttl;
+    const pullOnly = options.pullOnlyUsers?.includes(user) === true;
     const access = scopes.map((s) => {
       const first = s.indexOf(":");
       const last = s.lastIndexOf(":");
-      return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(",").filter((a) => a !== "") };
+      const asked = s.slice(last + 1).split(",").filter((a) => a !== "");
+      return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: pullOnly ? asked.filter((a) => a === "pull") : asked };
     });
     const header = { alg: "RS256", typ: "JWT", kid };
     const claims = { iss: ISSUER, sub: user, aud: SERVICE, exp, nbf: expired ? exp - 60 : now - 10, iat: expired ? exp - 60 : now, jti: randomUUID(), access };
