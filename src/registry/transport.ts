@@ -88,7 +88,7 @@ class Watchdog {
     if (deadline !== undefined) {
       this.deadlineTimer = setTimeout(() => {
         this.controller.abort(new DeadlineExceeded());
-      }, Math.max(0, deadline - Date.now()));
+      }, Math.min(2 ** 31 - 1, Math.max(0, deadline - Date.now())));
     }
     this.touch();
   }
