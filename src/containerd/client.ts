@@ -1,6 +1,6 @@
-// containerd's gRPC API, reached over its unix socket with @grpc/grpc-js. Only the services the committer
-// needs are kept (protocol definitions under ./proto, copied from containerd 1.6's API by
-// proto/update.sh). The namespace travels in the `containerd-namespace` metadata key, a lease (when one
+// containerd's gRPC API, reached over its unix socket with @grpc/grpc-js. Only the services, methods and
+// fields the committer needs are defined (./proto, written for this project with containerd's field
+// numbers). The namespace travels in the `containerd-namespace` metadata key, a lease (when one
 // is held) in `containerd-lease`, so everything created under it is protected from garbage collection
 // until the lease is deleted.
 import * as grpc from "@grpc/grpc-js";
@@ -21,10 +21,7 @@ export const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
 export const DEFAULT_NAMESPACE = "k8s.io";
 
 const PROTO_DIR = fileURLToPath(new URL("./proto/", import.meta.url));
-const API = "github.com/containerd/containerd/api/services";
-const PROTO_FILES = ["containers", "tasks", "snapshots", "content", "images", "leases", "diff", "version"].map(
-  (s) => `${API}/${s}/v1/${s}.proto`,
-);
+const PROTO_FILES = ["containers", "tasks", "snapshots", "content", "images", "leases", "diff", "version"].map((s) => `${s}.proto`);
 
 let definition: PackageDefinition | undefined;
 function loadDefinition(): PackageDefinition {
