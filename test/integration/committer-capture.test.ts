@@ -181,6 +181,37 @@ describe.skipIf(missing)("committer capture (real containerd)", () => {
     await removeContainer(cd, id);
   });
 
+  it("uses containerd's Diff service for a snapshotter other than overlayfs (native)", async () => {
+    const id = await runContainer(cd, "native", "ns", "main", { snapshotter: "native" });
+    await exec(cd, id, "set -e; echo n > /root/native; rm /data/doomed.txt; rm -rf /data/replace; mkdir /data/replace");
+    const targets = await findTargets(client, "native", "ns", ["main"]);
+    expect(targets[0]?.snapshotter).toBe("native");
+    const l = await lease();
+    const r = await capture(client, targets, settings(), l, log);
+    expect(r.layers[0]?.method).toBe("diff-service");
+    const loc = r.layers[0]?.location;
+    if (loc?.kind !== "content") throw new Error("expected the layer in the content store");
+    const tree = flatten(await applyLayer(await baseTree(), client.readContent(loc.digest, l)));
+    expect(tree["root/native"]?.type).toBe("file");
+    expect(tree["data/doomed.txt"]).toBeUndefined();
+    expect(tree["data/replace/old1.txt"]).toBeUndefined();
+    expect(tree["data/replace"]?.type).toBe("dir");
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
+  it.each([
+    ["io.containerd.runsc.v1", /gVisor/],
+    ["io.containerd.kata.v2", /Kata/],
+  ])("refuses a %s container with a clear error before freezing anything", async (runtime, reason) => {
+    const pod = `rt-${runtime.split(".")[2] ?? "x"}`;
+    const id = await runContainer(cd, pod, "ns", "main", { runtime });
+    await expect(findTargets(client, pod, "ns", ["main"])).rejects.toThrow(reason);
+    await expect(findTargets(client, pod, "ns", ["main"])).rejects.toThrow(/not in the overlay upper directory/);
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
   it("freezes all containers of a pod together and resumes them right after the capture", async () => {
     const a = await runContainer(cd, "twins", "ns", "first");
     const b = await runContainer(cd, "twins", "ns", "second");
