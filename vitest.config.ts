@@ -26,6 +26,8 @@ export default defineConfig({
         test: {
           name: "cluster",
           include: ["test/cluster/**/*.test.ts"],
+          // Builds the cluster binaries from Go source when missing (cold: see docs/testing.md).
+          globalSetup: ["test/support/cluster-setup.ts"],
           testTimeout: 300_000,
           hookTimeout: 1_800_000,
           fileParallelism: false,

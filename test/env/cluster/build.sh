@@ -25,7 +25,7 @@ recipe="go build -trimpath -ldflags=-s -w CGO_ENABLED=$CGO_ENABLED $(go env GOVE
 
 log() { echo "cluster-build: $*" >&2; }
 
-build() { # name dir stampfile-inputs... -- binaries... -- packages...
+build() { # name dir stampfile-inputs... -- binaries... -- packages...  (extra -X flags in $xflags)
   local name="$1" dir="$2"; shift 2
   local inputs=() bins=() pkgs=()
   while [ "$1" != -- ]; do inputs+=("$dir/$1"); shift; done; shift
@@ -42,7 +42,7 @@ build() { # name dir stampfile-inputs... -- binaries... -- packages...
   log "building $name (${bins[*]}) with go build -p $jobs …"
   local t0=$SECONDS
   local out="$cache/tmp-$name"; rm -rf "$out"; mkdir -p "$out"
-  if (cd "$dir" && go build -p "$jobs" -trimpath -ldflags="-s -w" -o "$out/" "${pkgs[@]}"); then
+  if (cd "$dir" && go build -p "$jobs" -trimpath -ldflags="-s -w ${xflags:-}" -o "$out/" "${pkgs[@]}"); then
     for b in "${bins[@]}"; do
       if [ ! -x "$out/$b" ]; then log "$name: expected binary $b not produced"; rc=1; return 1; fi
       mv -f "$out/$b" "$bin/$b"
@@ -59,12 +59,32 @@ build() { # name dir stampfile-inputs... -- binaries... -- packages...
 
 t_all=$SECONDS
 if [ "$what" = all ] || [ "$what" = kube ]; then
+  # Version stamping as Kubernetes' own build does (hack/lib/version.sh), so `kubectl version` and
+  # /version report the pinned release instead of v0.0.0-master.
+  kv="$(cd "$here" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+  kmaj="${kv#v}"; kmaj="${kmaj%%.*}"; kmin="${kv#v*.}"; kmin="${kmin%%.*}"
+  xflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    xflags+=" -X $pkg.gitVersion=$kv -X $pkg.gitMajor=$kmaj -X $pkg.gitMinor=$kmin -X $pkg.gitTreeState=clean"
+    xflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  recipe+=" $xflags"
   build kube "$here" go.mod go.sum -- kube-apiserver kube-controller-manager kubectl -- \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 fi
 if [ "$what" = all ] || [ "$what" = metacontroller ]; then
   if [ -f "$here/metacontroller/go.mod" ]; then
+    xflags=""
     build metacontroller "$here/metacontroller" go.mod go.sum -- metacontroller -- metacontroller
+    # Metacontroller's own CRDs ship as YAML in its source (manifests/production/): take them from the
+    # module cache, so they always match the binary.
+    mcdir="$(cd "$here/metacontroller" && go list -m -f '{{if .Replace}}{{.Replace.Dir}}{{else}}{{.Dir}}{{end}}' metacontroller 2>/dev/null)"
+    if [ -n "$mcdir" ] && [ -f "$mcdir/manifests/production/metacontroller-crds-v1.yaml" ]; then
+      mkdir -p "$cache/metacontroller"
+      cp -f "$mcdir/manifests/production/metacontroller-crds-v1.yaml" "$cache/metacontroller/crds.yaml"
+    else
+      log "metacontroller: CRDs not found in the module cache ($mcdir)"; rc=1
+    fi
   else
     log "metacontroller: no metacontroller/go.mod — not built"; rc=1
   fi
