@@ -12,7 +12,7 @@ import type { RegistryLogger } from "../registry/log.js";
 import { OCI_MANIFEST } from "../registry/media-types.js";
 import { parseImageReference, type ImageReference } from "../registry/reference.js";
 import type { RetryPolicy } from "../registry/retry.js";
-import { capture, type CaptureHooks, type CapturedLayer } from "./capture.js";
+import { capture, scratchAvailable, type CaptureHooks, type CapturedLayer } from "./capture.js";
 import { compressLayer, type CompressedBlob } from "./compress.js";
 import type { CommitTarget, CommitterSettings } from "./config.js";
 import { assembleImage, BaseImageError, loadBaseImage, type BaseImage } from "./image.js";
@@ -244,7 +244,9 @@ export async function commit(
       const p = prepared[i] as Prepared;
       const out = join(s.scratchDir, `${p.target.container}-${lease}.${s.compression === "zstd" ? "tar.zst" : "tar.gz"}`);
       scratchFiles.push(out);
-      const blob = await compressLayer(openLayer(client, layer, lease), out, s.compression, s.scratchLimitBytes);
+      // what is left of the scratch space now (the uncompressed tars still count)
+      const room = await scratchAvailable(s.scratchDir, s.scratchLimitBytes);
+      const blob = await compressLayer(openLayer(client, layer, lease), out, s.compression, room);
       if (layer.location.kind === "file") await rm(layer.location.path, { force: true });
       results.push(await push(deps, registries, p, blob, layer.diffId, s, lease));
       await rm(out, { force: true });

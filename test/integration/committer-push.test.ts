@@ -336,6 +336,26 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     await removeContainer(cd, id);
   });
 
+  it("scratch too small for the compressed copy: fails after the resume, containers running", async () => {
+    const id = await runContainer(cd, "tight", "ns", "main");
+    await exec(cd, id, "dd if=/dev/urandom of=/root/noise bs=1024 count=600 2>/dev/null");
+    const e = env({ SNAPSHOT_SCRATCH_LIMIT_BYTES: "1000Ki" });
+    let atCompress: string | undefined;
+    const code = await run(["tight", "ns", `main:${ref("tight-main")}`], e, {
+      ...quiet,
+      hooks: {
+        beforePush: async () => {
+          atCompress = await taskStatus(cd, id);
+        },
+      },
+    });
+    expect(code).toBe(1);
+    expect(atCompress).toBe("RUNNING");
+    expect((JSON.parse(readFileSync(e.SNAPSHOT_RESULT_PATH ?? "", "utf8")) as { error: string }).error).toMatch(/scratch space exhausted: the compressed layer/);
+    expect(await taskStatus(cd, id)).toBe("RUNNING");
+    await removeContainer(cd, id);
+  });
+
   it("unpause resumes a pod's paused containers (and is harmless when they run)", async () => {
     const id = await runContainer(cd, "stuck", "ns", "main");
     await cd.ctr(["tasks", "pause", id]);
