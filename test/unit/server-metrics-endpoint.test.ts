@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/config.js";
 import { commitJobName } from "../../src/reconcile/names.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
-import { DIGEST_A, job, jobPod, pod, request, snapshot, withStatus } from "../support/fixtures.js";
+import { createCleanupRunner, type CleanupRegistry } from "../../src/server/cleanup-runner.js";
+import { DIGEST_A, DIGEST_B, job, jobPod, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
 import type { SandboxSnapshotStatus } from "../../src/api/types.js";
 
 const config = loadConfig({
@@ -20,8 +21,8 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function start(): Promise<{ hooks: string; metrics: string }> {
-  server = await startServer(config, { log: pino({ level: "silent" }) });
+async function start(opts: Partial<Parameters<typeof startServer>[1]> = {}): Promise<{ hooks: string; metrics: string }> {
+  server = await startServer(config, { log: pino({ level: "silent" }), ...opts });
   return { hooks: `http://127.0.0.1:${server.hookPort}`, metrics: `http://127.0.0.1:${server.metricsPort}` };
 }
 
@@ -135,5 +136,46 @@ describe("metrics", () => {
     const text = await scrape(metrics);
     expect(sample(text, "sandbox_snapshot_phase_transitions_total", { from: "none", to: "Failed" })).toBe(1);
     expect(sample(text, "sandbox_snapshot_freeze_seconds_count")).toBe(0);
+  });
+
+  it("count registry clean-up outcomes per manifest and clean-ups abandoned by rule", async () => {
+    // The registry: DIGEST_A deletes, DIGEST_B fails every time.
+    const registry: CleanupRegistry = {
+      deleteManifest: (_repo, digest) => (digest === DIGEST_A ? Promise.resolve("deleted") : Promise.reject(new Error("connection refused"))),
+      manifestAnnotations: () => Promise.resolve(undefined),
+    };
+    const cleanup = await createCleanupRunner(config, { clientFor: () => registry });
+    const { hooks, metrics } = await start({ cleanup, clock: () => t0 });
+    const deleted = (name: string, digest: string, deletedAt: string) => ({
+      ...request(
+        snapshot(
+          { podName: "p" },
+          {
+            name,
+            deleting: deletedAt,
+            status: {
+              phase: "Succeed",
+              containers: [{ containerName: "sandbox", imageUri: `registry.example.com/snapshots/p-sandbox:snap-${name}`, imageDigest: digest }],
+            },
+          },
+        ),
+      ),
+      finalizing: true,
+    });
+    const done = (await (await hook(hooks, "/finalize", deleted("snap-ok", DIGEST_A, "2026-11-29T10:00:00Z"))).json()) as { finalized: boolean };
+    expect(done.finalized).toBe(true);
+    // Deleted two hours ago, past CLEANUP_DEADLINE_SECONDS (3600): one more try, then given up.
+    const gaveUp = (await (await hook(hooks, "/finalize", deleted("snap-stuck", DIGEST_B, "2026-11-29T08:00:00Z"))).json()) as {
+      finalized: boolean;
+      status: SandboxSnapshotStatus;
+    };
+    expect(gaveUp.status.cleanup?.state).toBe("Abandoned");
+    expect(gaveUp.finalized).toBe(true);
+
+    const text = await scrape(metrics);
+    expect(sample(text, "sandbox_snapshot_cleanup_outcomes_total", { outcome: "deleted" })).toBe(1);
+    expect(sample(text, "sandbox_snapshot_cleanup_outcomes_total", { outcome: "error" })).toBe(1);
+    expect(sample(text, "sandbox_snapshot_cleanup_abandoned_total", { reason: "deadline" })).toBe(1);
+    expect(sample(text, "sandbox_snapshot_hook_requests_total", { hook: "finalize", outcome: "ok" })).toBe(2);
   });
 });
