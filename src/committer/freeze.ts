@@ -25,6 +25,8 @@ export class Freezer {
   private endedAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private thawing: Promise<void> | undefined;
+  /** The pause calls in flight: a thaw waits for them, or a late pause would outlive the resume. */
+  private pausing: Promise<unknown> | undefined;
   private readonly abort = new AbortController();
 
   constructor(
@@ -58,7 +60,7 @@ export class Freezer {
       void this.thaw().catch(() => undefined);
     }, this.maxFreezeMs);
     this.timer.unref();
-    const results = await Promise.allSettled(
+    const pausing = Promise.allSettled(
       this.ids.map(async (id) => {
         try {
           await this.client.pause(id);
@@ -69,6 +71,8 @@ export class Freezer {
         this.paused.push(id);
       }),
     );
+    this.pausing = pausing;
+    const results = await pausing;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed !== undefined) {
       await this.thaw();
@@ -85,6 +89,9 @@ export class Freezer {
 
   private async doThaw(): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.pausing !== undefined) {
+      await Promise.race([this.pausing, new Promise((r) => setTimeout(r, 10_000).unref())]);
+    }
     const errors: string[] = [];
     await Promise.all(
       this.ids.map(async (id) => {
