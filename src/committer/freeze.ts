@@ -79,6 +79,7 @@ export class Freezer {
       throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
     }
     if (this.abort.signal.aborted) throw this.abort.signal.reason as Error;
+    if (this.thawing !== undefined) throw new Error("the containers were resumed while they were being paused (interrupted)");
   }
 
   /** Resumes every container this freezer paused; idempotent, retried while containerd is unreachable. */
