@@ -75,7 +75,7 @@ describe.skipIf(missing)("admission policies for sandbox namespaces (real API se
     const objs = parseAllDocuments(rendered.stdout)
       .map((d) => d.toJS() as KubernetesObject)
       .filter((o) => INSTALLED_KINDS.has(o.kind ?? ""));
-    const settings = objs.find((o) => o.kind === "ConfigMap" && o.metadata?.name === "sandbox-snapshot-controller-config") as unknown as {
+    const settings = objs.find((o) => o.kind === "ConfigMap" && o.metadata?.name?.startsWith("sandbox-snapshot-controller-config-")) as unknown as {
       data: Record<string, string>;
     };
     config = loadConfig(settings.data);

@@ -121,6 +121,13 @@ function one<T extends K8sObject>(objs: K8sObject[], kind: string, name?: string
   return found[0] as T;
 }
 
+/** The settings ConfigMap: its generated name carries a content hash (so a change rolls the Deployment). */
+function settingsConfigMap(objs: K8sObject[]): K8sObject & { data: Record<string, string> } {
+  const found = objs.filter((o) => o.kind === "ConfigMap" && /^sandbox-snapshot-controller-config-[a-z0-9]{10}$/.test(o.metadata?.name ?? ""));
+  expect(found, "the settings ConfigMap, with a hash suffix").toHaveLength(1);
+  return found[0] as K8sObject & { data: Record<string, string> };
+}
+
 function all(objs: K8sObject[], kind: string): K8sObject[] {
   return objs.filter((o) => o.kind === kind);
 }
@@ -140,7 +147,8 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
 
   for (const [dir, objs] of Object.entries(overlays)) {
     describe(dir, () => {
-      const settings = one<K8sObject & { data: Record<string, string> }>(objs, "ConfigMap", "sandbox-snapshot-controller-config").data;
+      const settingsMap = settingsConfigMap(objs);
+      const settings = settingsMap.data;
       const config = loadConfig(settings);
       const deployment = one<Deployment>(objs, "Deployment", "sandbox-snapshot-controller");
       const pod = deployment.spec.template.spec;
@@ -222,7 +230,7 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
       });
 
       it("reads the settings ConfigMap with envFrom and mounts the clean-up credential where REGISTRY_CLEANUP_DOCKER_CONFIG points", () => {
-        expect(container.envFrom).toEqual([{ configMapRef: { name: "sandbox-snapshot-controller-config" } }]);
+        expect(container.envFrom).toEqual([{ configMapRef: { name: settingsMap.metadata?.name } }]);
         const file = config.cleanupDockerConfig ?? "";
         const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
         expect(mount, `a volume mounted above ${file}`).toBeDefined();
@@ -391,7 +399,7 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
 
   it("the production example overrides the registry and pins the committer image the policies admit", () => {
     const objs = overlays["deploy/overlays/production-example"];
-    const settings = one<K8sObject & { data: Record<string, string> }>(objs, "ConfigMap", "sandbox-snapshot-controller-config").data;
+    const settings = settingsConfigMap(objs).data;
     expect(settings.SNAPSHOT_REGISTRY).not.toBe("registry.example.com/snapshots");
     expect(settings.SNAPSHOT_REPOSITORY_TEMPLATE).toContain("{namespace}");
     one(objs, "PriorityClass", settings.COMMIT_JOB_PRIORITY_CLASS);
