@@ -182,7 +182,7 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     for (let i = 0; i < CYCLES; i++) {
       counts.cycles++;
       // names are reused once free (a new snapshot re-pushes an old one's tag); pods (and so repositories) are shared
-      const free = Array.from({ length: 8 }, (_, k) => `leak-${k}`).filter((n) => !alive.has(n));
+      const free = Array.from({ length: 8 + alive.size }, (_, k) => `leak-${k}`).filter((n) => !alive.has(n));
       const name = pick(free);
       const policy = pick<Policy>(["Delete", "Delete", "Retain", "default"]);
       const fate = pick<Fate>(["committed", "committed", "committed", "mid-commit-pushed", "mid-commit-nothing", "kept"]);
@@ -224,7 +224,7 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
             "sync",
             withStatus(request(parent(s, committing.status), { pods: [pod(s.podName, { containers: s.containers }), jobPod(commitJob, "Succeeded", result)], jobs: [job(commitJob, "succeeded")] }), committing.status),
           );
-          expect(done.status.phase).toBe("Succeed");
+          expect(done.status.phase, JSON.stringify(done.status)).toBe("Succeed");
           if (fate === "committed") await deleteSnapshot(s, done.status, false);
         }
       }
