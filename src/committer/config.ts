@@ -2,6 +2,7 @@
 // image reference each is pushed to); everything else comes from the environment (DESIGN.md
 // "Commit Job ↔ committer interface"). Parsing is a pure function of (argv, env) that never throws:
 // it returns the invocation or a UsageError naming the argument or variable at fault.
+import { parseBytes as parseQuantity } from "../config/quantity.js";
 import { parseImageReference, ReferenceError, type ImageReference } from "../registry/reference.js";
 import type { Compression } from "./compress.js";
 
@@ -117,24 +118,9 @@ function envOptional(env: Env, name: string, max = 253): string | undefined {
   return v;
 }
 
-const UNITS: Readonly<Record<string, number>> = {
-  "": 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-  Ti: 1024 ** 4,
-};
-
 /** Bytes: a plain integer, or a Kubernetes quantity such as `10Gi` or `500M`. */
 export function parseBytes(v: string): number | undefined {
-  const m = /^([0-9]+)(|k|M|G|T|Ki|Mi|Gi|Ti)$/.exec(v.trim());
-  if (m === null) return undefined;
-  const n = Number(m[1]) * (UNITS[m[2] ?? ""] ?? NaN);
-  return Number.isSafeInteger(n) ? n : undefined;
+  return parseQuantity(v);
 }
 
 function settingsFrom(env: Env): CommitterSettings {

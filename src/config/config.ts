@@ -2,6 +2,8 @@
 // environment variable (DESIGN.md "Configuration"); `--flag=value` arguments mirror them
 // (`--snapshot-registry=...` sets SNAPSHOT_REGISTRY). A wrong value is a ConfigError naming the setting.
 
+import { parseBytes } from "./quantity.js";
+
 export class ConfigError extends Error {
   constructor(
     readonly setting: string,
@@ -122,26 +124,12 @@ function positiveInt(setting: string, value: string, max = 31_536_000): number {
   return n;
 }
 
-const QUANTITY_UNITS: Readonly<Record<string, number>> = {
-  "": 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-  Ti: 1024 ** 4,
-};
-
 /** Parses a Kubernetes byte quantity (`10Gi`, `500M`, `1073741824`). */
 export function parseByteQuantity(setting: string, value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(value);
-  const unit = QUANTITY_UNITS[m?.[2] ?? ""];
-  if (!m || unit === undefined) {
+  const bytes = parseBytes(value, true);
+  if (bytes === undefined) {
     throw new ConfigError(setting, `"${value}" is not a byte quantity (for example 10Gi, 512Mi, 500M)`);
   }
-  const bytes = Math.floor(Number(m[1]) * unit);
   if (bytes < 1) throw new ConfigError(setting, `"${value}" must be more than zero bytes`);
   return bytes;
 }

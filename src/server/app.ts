@@ -54,6 +54,15 @@ class BadRequest extends Error {
   }
 }
 
+/** A sync or finalize body checked against the hook schema, related Pods included. */
+function syncRequest(body: unknown, hook: "sync" | "finalize"): SyncRequest {
+  const v = validateSyncRequest(body);
+  if (!v.ok) throw new BadRequest(`${hook} request does not match the hook schema`, v.errors);
+  const podIssues = relatedPodIssues(v.value);
+  if (podIssues.length > 0) throw new BadRequest(`${hook} request: a related Pod does not match the Pod schema`, podIssues);
+  return v.value;
+}
+
 function snapshotRef(snap: SandboxSnapshot): string {
   return `${snap.metadata.namespace ?? ""}/${snap.metadata.name ?? ""}`;
 }
@@ -129,11 +138,7 @@ export function createHookApp(deps: ServerDeps): express.Express {
 
   const handlers: Record<Hook, (body: unknown, log: Logger) => Promise<unknown>> = {
     sync: async (body, log) => {
-      const v = validateSyncRequest(body);
-      if (!v.ok) throw new BadRequest("sync request does not match the hook schema", v.errors);
-      const req = v.value;
-      const podIssues = relatedPodIssues(req);
-      if (podIssues.length > 0) throw new BadRequest("sync request: a related Pod does not match the Pod schema", podIssues);
+      const req = syncRequest(body, "sync");
       const plan = planSyncLookups(req, config);
       const lookups = plan.source || plan.pushSecret !== undefined ? await performSyncLookups(plan, req.parent, deps.kube) : {};
       const res = checked(sync(req, config, clock(), lookups));
@@ -141,11 +146,7 @@ export function createHookApp(deps: ServerDeps): express.Express {
       return res;
     },
     finalize: async (body, log) => {
-      const v = validateSyncRequest(body);
-      if (!v.ok) throw new BadRequest("finalize request does not match the hook schema", v.errors);
-      const req = v.value;
-      const podIssues = relatedPodIssues(req);
-      if (podIssues.length > 0) throw new BadRequest("finalize request: a related Pod does not match the Pod schema", podIssues);
+      const req = syncRequest(body, "finalize");
       const now = clock();
       const cleanup = deps.cleanup ? await deps.cleanup(req, now, log, metrics) : undefined;
       const res = checked(finalize(req, config, now, cleanup));
