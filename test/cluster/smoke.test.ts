@@ -23,12 +23,12 @@ describe.skipIf(missing)("cluster environment (smoke)", () => {
 
   it("serves the Kubernetes API with RBAC and runs the controller manager", async () => {
     const { cluster } = env();
-    const v = cluster.kubectl(["version", "-o", "json"]);
+    const v = await cluster.kubectlAsync(["version", "-o", "json"]);
     expect(v.status, v.stderr).toBe(0);
     const version = JSON.parse(v.stdout) as { serverVersion?: { gitVersion?: string } };
     expect(version.serverVersion?.gitVersion).toMatch(/^v1\.\d+\.\d+/);
     // RBAC is on: an unprivileged service account may not list secrets.
-    const can = cluster.kubectl(["auth", "can-i", "list", "secrets", "--as=system:serviceaccount:default:default"]);
+    const can = await cluster.kubectlAsync(["auth", "can-i", "list", "secrets", "--as=system:serviceaccount:default:default"]);
     expect(can.stdout.trim()).toBe("no");
     // The controller manager runs the Job controller under its own service account (token controller works).
     await waitFor("ServiceAccount kube-system/job-controller", async () => {

@@ -25,10 +25,9 @@ import {
   CustomObjectsApi,
   KubeConfig,
   KubernetesObjectApi,
-  PatchStrategy,
   type KubernetesObject,
 } from "@kubernetes/client-node";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
 import { inCI, missingComponents, which } from "./components.js";
 
 export const CACHE_DIR = fileURLToPath(new URL("../env/.cache/", import.meta.url));
@@ -299,6 +298,37 @@ function httpGet(url: string, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): 
   });
 }
 
+export interface KubectlResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+function runKubectl(kubeconfig: string, args: string[], opts: { input?: string; cwd?: string } = {}): Promise<KubectlResult> {
+  return new Promise((resolve) => {
+    const child = spawn(binPath("kubectl"), [`--kubeconfig=${kubeconfig}`, ...args], {
+      cwd: opts.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8");
+    child.stderr.setEncoding("utf8");
+    child.stdout.on("data", (d: string) => (stdout += d));
+    child.stderr.on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      resolve({ status: -1, stdout, stderr: `${stderr}${err.message}` });
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
 export interface ClusterOptions {
   /** Start Metacontroller too (default true). */
   metacontroller?: boolean;
@@ -322,9 +352,18 @@ export interface Cluster {
   dir: string;
   /** Log files of the components, for diagnostics. */
   logs: Record<string, string>;
-  /** Runs our kubectl (built with the API server) with the admin kubeconfig. */
-  kubectl(args: string[], opts?: { input?: string; cwd?: string }): { status: number; stdout: string; stderr: string };
-  /** Creates or replaces each object (server-side apply, field manager "cluster-test"). */
+  /**
+   * Runs our kubectl (built with the API server) with the admin kubeconfig, synchronously: it blocks
+   * the event loop, so with an in-process hook server running use kubectlAsync.
+   */
+  kubectl(args: string[], opts?: { input?: string; cwd?: string }): KubectlResult;
+  /** Like kubectl, without blocking the event loop (an in-process hook server keeps answering). */
+  kubectlAsync(args: string[], opts?: { input?: string; cwd?: string }): Promise<KubectlResult>;
+  /**
+   * Creates or updates the objects with `kubectl apply --server-side` (field manager "cluster-test").
+   * Not through the client library's typed serializer: it drops fields it does not model under their
+   * wire names (a CRD's `x-kubernetes-validations` silently vanished that way).
+   */
   apply(objs: readonly KubernetesObject[]): Promise<void>;
   /** Waits until every CRD is Established and served (discovery). */
   waitForCrds(names: readonly string[]): Promise<void>;
@@ -453,9 +492,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const apiext = kc.makeApiClient(ApiextensionsV1Api);
 
     const apply = async (objs: readonly KubernetesObject[]): Promise<void> => {
-      for (const o of objs) {
-        await objects.patch(o, undefined, undefined, "cluster-test", true, PatchStrategy.ServerSideApply);
-      }
+      if (objs.length === 0) return;
+      const input = objs.map((o) => stringify(o)).join("---\n");
+      const r = await runKubectl(kubeconfig, ["apply", "--server-side", "--force-conflicts", "--field-manager=cluster-test", "-f", "-"], { input });
+      if (r.status !== 0) throw new Error(`kubectl apply failed (${String(r.status)}): ${r.stderr}${r.stdout}`);
     };
 
     const waitForCrds = async (names: readonly string[]): Promise<void> => {
@@ -526,6 +566,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         });
         return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
       },
+      kubectlAsync: (args, o = {}) => runKubectl(kubeconfig, args, o),
       apply,
       waitForCrds,
       startMetacontroller,
