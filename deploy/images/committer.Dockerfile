@@ -3,7 +3,9 @@
 #   buildah bud -f deploy/images/committer.Dockerfile -t image-committer:dev .
 # The Jobs pass arguments only (`<pod> <namespace> <container>:<image>...` or `unpause ...`); the
 # entrypoint is the CLI itself, exec form, no shell. It runs as root: it talks to containerd's socket
-# and reads overlay upper directories under containerd's root.
+# and reads overlay upper directories under containerd's root. BASE_IMAGE must be glibc-based (the
+# zstd binding is prebuilt for glibc) and carry GNU tar, which reads the upper directories
+# (docs/committer.md); Debian's node images have both.
 ARG BASE_IMAGE=docker.io/library/node:20.19.5-bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
