@@ -1,0 +1,357 @@
+// End to end on a real API server, controller manager and Metacontroller, with our hook server:
+// the commit Job appears as DESIGN.md describes it; the test plays the node's part — it runs the real
+// committer with the Job's arguments and environment against a real containerd (where the "pod's"
+// containers run with CRI labels) and a real registry, and writes the result into the Job pod's status
+// as a kubelet would. The Job controller completes the Job, the snapshot reaches Succeed with the
+// digest, Metacontroller deletes the Job, and the image runs. Also the failure path (Failed + unpause
+// Job), deletion (finalize: registry clean-up, finalizer removed) and a snapshot that waits for its
+// source.
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { V1Job, V1Pod } from "@kubernetes/client-node";
+import { missingComponents } from "../support/components.js";
+import { missingClusterComponents, waitFor } from "../support/cluster.js";
+import {
+  GROUP,
+  SNAPSHOTS,
+  VERSION,
+  createNamespace,
+  createNode,
+  createRunningPod,
+  createSnapshot,
+  getSnapshot,
+  isNotFound,
+  plain,
+  setPodStatus,
+  snapshotObject,
+  startE2E,
+  waitForSnapshot,
+  type E2E,
+} from "../support/cluster-e2e.js";
+import { exec, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
+import { startRegistry, type TestRegistry } from "../support/registry.js";
+
+const missing = missingClusterComponents() ?? missingComponents(["containerd", "runc", "ctr", "docker-registry"]);
+const CLI = fileURLToPath(new URL("../../src/committer/cli.ts", import.meta.url));
+const NODE = "node-a";
+const FINALIZER = "metacontroller.io/compositecontroller-sandbox-snapshot-controller";
+
+interface CommitterRun {
+  code: number | null;
+  result: string;
+  stderr: string;
+}
+
+/**
+ * Runs the real committer as the commit Job's container would: the Job's arguments and environment,
+ * with the two paths a kubelet maps (the termination-message file and the scratch emptyDir) pointed at
+ * temp files on this host.
+ */
+async function runCommitter(job: V1Job): Promise<CommitterRun> {
+  const c = job.spec?.template.spec?.containers[0];
+  if (!c) throw new Error("Job has no container");
+  const dir = mkdtempSync(join(tmpdir(), "committer-"));
+  const resultPath = join(dir, "termination-log");
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" };
+  for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+  env.SNAPSHOT_RESULT_PATH = resultPath;
+  env.SNAPSHOT_SCRATCH_DIR = join(dir, "scratch");
+  mkdirSync(env.SNAPSHOT_SCRATCH_DIR); // the Job's emptyDir
+  try {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...(c.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (d: string) => (stderr += d));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    let result = "";
+    try {
+      result = readFileSync(resultPath, "utf8");
+    } catch {
+      // no result file: the kubelet would fall back to the log tail (FallbackToLogsOnError)
+      result = stderr.split("\n").slice(-20).join("\n");
+    }
+    return { code, result, stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Plays the kubelet: the Job's pod ran to completion with this exit code and termination message. */
+async function finishJobPod(e: E2E, namespace: string, pod: V1Pod, exitCode: number, message: string): Promise<void> {
+  const name = pod.metadata?.name ?? "";
+  const started = new Date(Date.now() - 1000);
+  const finished = new Date();
+  const container = pod.spec?.containers[0]?.name ?? "committer";
+  await setPodStatus(
+    e.cluster,
+    namespace,
+    name,
+    plain({
+      phase: exitCode === 0 ? "Succeeded" : "Failed",
+      startTime: started,
+      conditions: [{ type: "Ready", status: "False", reason: "PodCompleted", lastTransitionTime: finished }],
+      containerStatuses: [
+        {
+          name: container,
+          image: pod.spec?.containers[0]?.image ?? "",
+          imageID: "",
+          ready: false,
+          restartCount: 0,
+          started: false,
+          containerID: `containerd://${name}`,
+          state: {
+            terminated: {
+              exitCode,
+              reason: exitCode === 0 ? "Completed" : "Error",
+              message,
+              startedAt: started,
+              finishedAt: finished,
+            },
+          },
+        },
+      ],
+    }),
+  );
+}
+
+async function waitForJob(e: E2E, namespace: string, name: string, timeoutMs = 60_000): Promise<V1Job> {
+  return waitFor(`Job ${namespace}/${name}`, async () => e.cluster.batch.readNamespacedJob({ namespace, name }), timeoutMs);
+}
+
+async function waitForJobPod(e: E2E, namespace: string, job: string): Promise<V1Pod> {
+  return waitFor(`pod of Job ${namespace}/${job}`, async () => {
+    const l = await e.cluster.core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
+    return l.items[0];
+  }, 60_000);
+}
+
+async function waitForJobGone(e: E2E, namespace: string, name: string): Promise<void> {
+  await waitFor(`Job ${namespace}/${name} deleted`, async () => {
+    try {
+      await e.cluster.batch.readNamespacedJob({ namespace, name });
+      return false;
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      throw err;
+    }
+  }, 60_000);
+}
+
+function jobCondition(job: V1Job, type: string): boolean {
+  return job.status?.conditions?.some((c) => c.type === type && c.status === "True") === true;
+}
+
+describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontroller, committer, containerd, registry)", () => {
+  let e: E2E | undefined;
+  let cd: Containerd | undefined;
+  let reg: TestRegistry | undefined;
+  const env = (): { e: E2E; cd: Containerd; reg: TestRegistry } => {
+    if (!e || !cd || !reg) throw new Error("environment not started");
+    return { e, cd, reg };
+  };
+
+  beforeAll(async () => {
+    cd = await startContainerd();
+    reg = await startRegistry();
+    e = await startE2E({
+      env: {
+        SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
+        SNAPSHOT_REGISTRY_INSECURE: "true",
+        CONTAINERD_SOCKET: cd.socket,
+        CONTAINERD_ROOT: cd.root,
+        SNAPSHOT_SCRATCH_LIMIT: "1Gi",
+        SOURCE_WAIT_SECONDS: "600",
+      },
+    });
+    await createNode(e.cluster, NODE);
+  }, 600_000);
+
+  afterAll(async () => {
+    await e?.stop();
+    await reg?.close();
+    await cd?.stop();
+  });
+
+  const ns = "e2e-pod";
+  let sourceContainer = "";
+
+  it("a snapshot of a Pod: commit Job with node, arguments, mounts and env; real committer; Succeed; Job removed; the image runs", async () => {
+    const { e, cd, reg } = env();
+    await createNamespace(e.cluster, ns);
+    sourceContainer = await runContainer(cd, "sbx", ns, "main");
+    await exec(cd, sourceContainer, "mkdir -p /data && echo hello-from-the-sandbox > /data/hello.txt && rm -f /bin/true");
+    await createRunningPod(e.cluster, ns, "sbx", NODE, ["main"], {}, { main: sourceContainer });
+
+    const created = await createSnapshot(e.cluster, snapshotObject(ns, "snap-pod", { podName: "sbx" }));
+    const job = await waitForJob(e, ns, "snap-pod-commit");
+
+    // Owned by the snapshot (Metacontroller's apply), pinned to the source's node, never retried.
+    const owner = job.metadata?.ownerReferences?.find((o) => o.controller === true);
+    expect(owner).toMatchObject({ kind: "SandboxSnapshot", name: "snap-pod", uid: created.metadata?.uid });
+    expect(job.spec?.backoffLimit).toBe(0);
+    expect(job.spec?.activeDeadlineSeconds).toBe(e.config.commitJobDeadlineSeconds);
+    expect(job.spec?.ttlSecondsAfterFinished).toBeUndefined();
+    const podSpec = job.spec?.template.spec;
+    expect(podSpec?.nodeName).toBe(NODE);
+    expect(podSpec?.restartPolicy).toBe("Never");
+    const c = podSpec?.containers[0];
+    expect(c?.image).toBe(e.config.committerImage);
+    expect(c?.command).toBeUndefined();
+    const snap = await waitForSnapshot(e, ns, "snap-pod", "Committing", (s) => s.status?.phase === "Committing");
+    const imageRef = snap.status?.containers?.[0]?.imageUri ?? "";
+    expect(imageRef).toMatch(new RegExp(`^${reg.host.replace(/[.]/g, "\\.")}/snapshots/sbx-main:snap-[0-9a-f]{32}$`));
+    expect(c?.args).toEqual(["sbx", ns, `main:${imageRef}`]);
+    expect(c?.securityContext?.privileged).toBe(true);
+    expect(c?.terminationMessagePolicy).toBe("FallbackToLogsOnError");
+    const mounts = Object.fromEntries((c?.volumeMounts ?? []).map((m) => [m.mountPath, m]));
+    expect(mounts[cd.socket]).toBeDefined();
+    expect(mounts[cd.root]?.readOnly).toBe(true);
+    const volumes = Object.fromEntries((podSpec?.volumes ?? []).map((v) => [v.name, v]));
+    expect(volumes[mounts[cd.socket]?.name ?? ""]?.hostPath?.path).toBe(cd.socket);
+    expect(volumes[mounts[cd.root]?.name ?? ""]?.hostPath?.path).toBe(cd.root);
+    const scratch = Object.values(volumes).find((v) => v.emptyDir !== undefined);
+    expect(scratch?.emptyDir?.sizeLimit).toBe("1Gi");
+    const envs = Object.fromEntries((c?.env ?? []).map((v) => [v.name, v.value]));
+    expect(envs).toMatchObject({
+      CONTAINERD_SOCKET: cd.socket,
+      CONTAINERD_ROOT: cd.root,
+      CONTAINERD_NAMESPACE: "k8s.io",
+      SNAPSHOT_REGISTRY_INSECURE: "true",
+      SNAPSHOT_COMPRESSION: "gzip",
+      SNAPSHOT_UID: created.metadata?.uid,
+      SNAPSHOT_NAME: "snap-pod",
+      SNAPSHOT_NAMESPACE: ns,
+      SNAPSHOT_SCRATCH_LIMIT_BYTES: String(1024 ** 3),
+    });
+
+    // The Job controller created the Job's pod on the node; play the kubelet with the real committer.
+    const jobPod = await waitForJobPod(e, ns, "snap-pod-commit");
+    expect(jobPod.spec?.nodeName).toBe(NODE);
+    const run = await runCommitter(job);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.result) as { containers: { name: string; image: string; digest: string }[] };
+    expect(result.containers).toHaveLength(1);
+    expect(result.containers[0]?.image).toBe(imageRef);
+    // The sandbox was resumed by the committer.
+    expect(await taskStatus(cd, sourceContainer)).toBe("RUNNING");
+    await finishJobPod(e, ns, jobPod, 0, run.result);
+
+    // The Job controller completes the Job; the hook reads the result and finishes the snapshot.
+    const done = await waitForSnapshot(e, ns, "snap-pod", "Succeed", (s) => s.status?.phase === "Succeed");
+    expect(done.status?.containers?.[0]).toMatchObject({ containerName: "main", imageUri: imageRef, imageDigest: result.containers[0]?.digest });
+    expect(done.status?.conditions?.find((x) => x.type === "Ready")?.status).toBe("True");
+    expect(done.status?.sourcePodName).toBe("sbx");
+    expect(done.status?.sourceNodeName).toBe(NODE);
+    await waitForJobGone(e, ns, "snap-pod-commit");
+    // A snapshot is a point in time: Succeed is final and the commit Job is never created again (a
+    // second commit would freeze the sandbox again). Metacontroller may send the next sync with the
+    // parent as its informer cache had it *before* the Succeed status landed, with the Job already
+    // deleted — the hook must not fall back to Committing and re-create the Job then.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await getSnapshot(e.cluster, ns, "snap-pod");
+      expect(again?.status?.phase, "Succeed regressed").toBe("Succeed");
+      const jobs = await e.cluster.batch.listNamespacedJob({ namespace: ns, labelSelector: "sandbox.opensandbox.io/sandbox-snapshot-name=snap-pod" });
+      expect(jobs.items.map((j) => j.metadata?.name), "commit Job re-created after Succeed").toEqual([]);
+    }
+
+    // The image runs: pull it from the registry into containerd and read the captured file.
+    await cd.ctr(["images", "pull", "--plain-http", imageRef], { timeoutMs: 120_000 });
+    const out = await cd.ctr(["run", "--rm", "--snapshotter", "overlayfs", imageRef, `run-${String(Date.now())}`, "/bin/cat", "/data/hello.txt"]);
+    expect(out.trim()).toBe("hello-from-the-sandbox");
+  });
+
+  it("a failed commit: Failed with the committer's error, and an unpause Job on the same node until it completes", async () => {
+    const { e } = env();
+    await createSnapshot(e.cluster, snapshotObject(ns, "snap-fail", { podName: "sbx" }));
+    await waitForJob(e, ns, "snap-fail-commit");
+    const pod = await waitForJobPod(e, ns, "snap-fail-commit");
+    await finishJobPod(e, ns, pod, 1, JSON.stringify({ error: "push to registry failed: connection refused" }));
+
+    const failed = await waitForSnapshot(e, ns, "snap-fail", "Failed", (s) => s.status?.phase === "Failed");
+    const cond = failed.status?.conditions?.find((x) => x.type === "Failed");
+    expect(cond?.status).toBe("True");
+    expect(cond?.message ?? "").toContain("connection refused");
+
+    const unpause = await waitForJob(e, ns, "snap-fail-unpause");
+    const c = unpause.spec?.template.spec?.containers[0];
+    expect(unpause.spec?.template.spec?.nodeName).toBe(NODE);
+    expect(c?.args).toEqual(["unpause", "sbx", ns, "main"]);
+    // The commit Job is no longer wanted once the result is recorded.
+    await waitForJobGone(e, ns, "snap-fail-commit");
+
+    // Play the node: the real committer's unpause, then the pod's completion.
+    const run = await runCommitter(unpause);
+    expect(run.code, run.stderr).toBe(0);
+    const upod = await waitForJobPod(e, ns, "snap-fail-unpause");
+    await finishJobPod(e, ns, upod, 0, run.result || "{}");
+    // The Job controller completes the unpause Job; the hook then stops returning it and
+    // Metacontroller deletes it (either may already have happened when we look).
+    await waitFor("unpause Job complete or gone", async () => {
+      try {
+        return jobCondition(await e.cluster.batch.readNamespacedJob({ namespace: ns, name: "snap-fail-unpause" }), "Complete");
+      } catch (err) {
+        if (isNotFound(err)) return true;
+        throw err;
+      }
+    }, 60_000);
+    await waitForJobGone(e, ns, "snap-fail-unpause");
+    const after = await getSnapshot(e.cluster, ns, "snap-fail");
+    expect(after?.status?.phase).toBe("Failed");
+  });
+
+  it("deletion: the finalize hook removes the snapshot's manifest from the registry, then the finalizer", async () => {
+    const { e, reg } = env();
+    const snap = await getSnapshot(e.cluster, ns, "snap-pod");
+    expect(snap?.metadata?.finalizers ?? []).toContain(FINALIZER);
+    expect(snap?.status?.deletionPolicy).toBe("Delete");
+    const ref = snap?.status?.containers?.[0]?.imageUri ?? "";
+    const digest = snap?.status?.containers?.[0]?.imageDigest ?? "";
+    const repo = ref.slice(reg.host.length + 1, ref.lastIndexOf(":"));
+    const manifestUrl = `${reg.httpUrl}/v2/${repo}/manifests/${digest}`;
+    const accept = { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" };
+    expect((await fetch(manifestUrl, { method: "HEAD", headers: accept })).status).toBe(200);
+
+    await e.cluster.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: SNAPSHOTS, name: "snap-pod" });
+    await waitFor("snapshot snap-pod gone (finalized)", async () => (await getSnapshot(e.cluster, ns, "snap-pod")) === undefined, 60_000);
+    expect((await fetch(manifestUrl, { method: "HEAD", headers: accept })).status).toBe(404);
+  });
+
+  it("a snapshot created before its BatchSandbox waits in Pending, then proceeds when the sandbox's pod runs", async () => {
+    const { e, cd } = env();
+    const ns2 = "e2e-late";
+    await createNamespace(e.cluster, ns2);
+    await createSnapshot(e.cluster, snapshotObject(ns2, "snap-late", { sandboxName: "bs-late" }));
+    const waiting = await waitForSnapshot(e, ns2, "snap-late", "Pending with a reason", (s) => s.status?.phase === "Pending" && (s.status.conditions?.length ?? 0) > 0);
+    expect(JSON.stringify(waiting.status?.conditions)).toMatch(/bs-late|source|wait/i);
+
+    await e.cluster.custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns2,
+      plural: "batchsandboxes",
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: "BatchSandbox",
+        metadata: { name: "bs-late", namespace: ns2 },
+        spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: "localhost/test/busybox:1" }] } } },
+      },
+    });
+    const id = await runContainer(cd, "bs-late-0", ns2, "sandbox");
+    try {
+      await createRunningPod(e.cluster, ns2, "bs-late-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-late" }, { sandbox: id });
+      const job = await waitForJob(e, ns2, "snap-late-commit", 90_000);
+      expect(job.spec?.template.spec?.nodeName).toBe(NODE);
+      expect(job.spec?.template.spec?.containers[0]?.args?.slice(0, 2)).toEqual(["bs-late-0", ns2]);
+      const s = await waitForSnapshot(e, ns2, "snap-late", "Committing", (x) => x.status?.phase === "Committing");
+      expect(s.status?.sourcePodName).toBe("bs-late-0");
+    } finally {
+      await removeContainer(cd, id);
+    }
+  });
+});
