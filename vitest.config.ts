@@ -26,7 +26,7 @@ export default defineConfig({
         test: {
           name: "cluster",
           include: ["test/cluster/**/*.test.ts"],
-          // Builds the cluster binaries from Go source when missing (cold: see docs/testing.md).
+          // Builds the cluster binaries from Go source when missing (cold: see docs/cluster-tests.md).
           globalSetup: ["test/support/cluster-setup.ts"],
           testTimeout: 300_000,
           hookTimeout: 1_800_000,
