@@ -24,8 +24,11 @@ export function customize(req: CustomizeRequest, allocPods: readonly string[] = 
     const unique = [...new Set(names)].filter((n) => n !== "");
     if (unique.length > 0) rules.push({ apiVersion: "v1", resource: "pods", ...inNs, names: unique });
   };
+  // Metacontroller refuses a rule with both labelSelector and namespace/names; it lists label-selected
+  // objects in the parent's namespace by itself. Name rules keep the namespace: without it they match
+  // objects of that name in every namespace.
   const podsLabelled = (key: string, value: string): void => {
-    rules.push({ apiVersion: "v1", resource: "pods", ...inNs, labelSelector: { matchLabels: { [key]: value } } });
+    rules.push({ apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { [key]: value } } });
   };
 
   const sandbox = snap.spec.sandboxName;

@@ -54,9 +54,11 @@ export function finalize(req: SyncRequest, cfg: ControllerConfig, now: Date, cle
           ...status,
           conditions: setCondition(status.conditions, "ContainersResumed", d.settled.status, d.settled.reason, d.settled.message, now),
         };
-      } else if (d.job) {
+      }
+      // A finished unpause Job stays until the stored status records the outcome (see sync.ts).
+      if (d.job) {
         children.push(d.job);
-        wait(RESYNC_WAITING_SECONDS);
+        wait(d.settled ? 1 : RESYNC_WAITING_SECONDS);
       }
     }
   }

@@ -275,7 +275,8 @@ function committing(
   const jobName = commitJobName(snap.metadata.name ?? "");
   const job = findByName(observed.jobs, jobName);
   const state = jobState(job);
-  const keep: Decision = { status: base, children: [commitJobFor(snap, base, observed, cfg)], resyncAfterSeconds: RESYNC_COMMITTING_SECONDS };
+  const commit = commitJobFor(snap, base, observed, cfg);
+  const keep: Decision = { status: base, children: [commit], resyncAfterSeconds: RESYNC_COMMITTING_SECONDS };
   const jobPods = podsOfJob(observed.pods, jobName);
 
   if (state === "succeeded") {
@@ -284,13 +285,16 @@ function committing(
     const result = parseCommitResult(terminationMessage(pod));
     switch (result.kind) {
       case "success":
-        return succeeded(base, result.containers, result.freezeMillis, now);
+        return keepUntilRecorded(succeeded(base, result.containers, result.freezeMillis, now), commit);
       case "error":
-        return failedCommit(snap, base, observed, cfg, now, "CommitFailed", result.error);
+        return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitFailed", result.error), commit);
       case "missing":
-        return failedCommit(snap, base, observed, cfg, now, "CommitResultMissing", `commit pod ${pod.metadata?.name ?? ""} left no result`);
+        return keepUntilRecorded(
+          failedCommit(snap, base, observed, cfg, now, "CommitResultMissing", `commit pod ${pod.metadata?.name ?? ""} left no result`),
+          commit,
+        );
       case "invalid":
-        return failedCommit(snap, base, observed, cfg, now, "CommitResultInvalid", result.message);
+        return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitResultInvalid", result.message), commit);
     }
   }
   if (state === "failed") {
@@ -299,9 +303,20 @@ function committing(
     const result = parseCommitResult(jobPods.map(terminationMessage).find((m) => m !== undefined));
     const detail = result.kind === "error" ? result.error : result.kind === "invalid" ? result.message : undefined;
     const message = `commit Job ${jobName} failed: ${jobFailureMessage(job)}${detail !== undefined ? `; committer: ${detail}` : ""}`;
-    return failedCommit(snap, base, observed, cfg, now, "CommitFailed", truncate(message, 1500));
+    return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitFailed", truncate(message, 1500)), commit);
   }
   return keep;
+}
+
+/**
+ * A finished Job stays among the children until the parent's stored status records its outcome.
+ * Metacontroller may call sync with a stale parent right after writing the outcome; had the Job been
+ * dropped already, that call would see `Committing` without a Job and create it again (a second freeze).
+ * The Job is dropped by the first sync whose stored phase is terminal, and a watch cache never goes
+ * back to an older version of the parent after that.
+ */
+function keepUntilRecorded(d: Decision, job: Job): Decision {
+  return { ...d, children: [job, ...d.children.filter((c) => c.metadata.name !== job.metadata.name)], resyncAfterSeconds: 5 };
 }
 
 function succeeded(
@@ -357,7 +372,10 @@ function failedCommit(
 // ---- Failed ---------------------------------------------------------------------------------
 
 export interface UnpauseDecision {
-  /** The unpause Job to keep returning, if it is still needed. */
+  /**
+   * The unpause Job to return: while it runs, and once finished until the stored status records the
+   * outcome (see keepUntilRecorded).
+   */
   job: Job | undefined;
   /** The ContainersResumed condition's new status, when the question is settled. */
   settled?: { status: "True" | "False"; reason: string; message: string };
@@ -376,12 +394,14 @@ export function unpauseDecision(snap: SandboxSnapshot, status: SandboxSnapshotSt
   }
   const jobName = unpauseJobName(snap.metadata.name ?? "");
   const state = jobState(findByName(observed.jobs, jobName));
+  const containers = (status.containers ?? []).map((c) => c.containerName);
+  const job = unpauseJob({ snapshot: snap, podName, nodeName, sourcePod: pod, containers }, cfg);
   if (state === "succeeded") {
-    return { job: undefined, settled: { status: "True", reason: "Unpaused", message: `unpause Job ${jobName} resumed the containers` } };
+    return { job, settled: { status: "True", reason: "Unpaused", message: `unpause Job ${jobName} resumed the containers` } };
   }
   if (state === "failed") {
     return {
-      job: undefined,
+      job,
       settled: {
         status: "False",
         reason: "UnpauseFailed",
@@ -389,16 +409,16 @@ export function unpauseDecision(snap: SandboxSnapshot, status: SandboxSnapshotSt
       },
     };
   }
-  const containers = (status.containers ?? []).map((c) => c.containerName);
-  return { job: unpauseJob({ snapshot: snap, podName, nodeName, sourcePod: pod, containers }, cfg) };
+  return { job };
 }
 
 function failed(snap: SandboxSnapshot, base: SandboxSnapshotStatus, observed: Observed, cfg: ControllerConfig, now: Date): Decision {
   if (findCondition(base.conditions, "ContainersResumed")?.status !== "Unknown") return { status: base, children: [] };
   const d = unpauseDecision(snap, base, observed, cfg);
   if (d.settled) {
+    // A finished unpause Job stays until the stored status records the outcome (keepUntilRecorded).
     const conditions = setCondition(base.conditions, "ContainersResumed", d.settled.status, d.settled.reason, d.settled.message, now);
-    return { status: { ...base, conditions }, children: [] };
+    return d.job ? { status: { ...base, conditions }, children: [d.job], resyncAfterSeconds: 5 } : { status: { ...base, conditions }, children: [] };
   }
   return { status: base, children: d.job ? [d.job] : [], resyncAfterSeconds: RESYNC_COMMITTING_SECONDS };
 }

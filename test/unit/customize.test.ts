@@ -12,15 +12,23 @@ describe("customize", () => {
     expect(res.relatedResources).toEqual([
       { apiVersion: "sandbox.opensandbox.io/v1alpha1", resource: "batchsandboxes", namespace: "sandboxes", names: ["sbx"] },
       { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-3", "pool-4", "sbx-0"] },
-      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "batch-sandbox.sandbox.opensandbox.io/name": "sbx" } } },
-      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
-      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
+      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "batch-sandbox.sandbox.opensandbox.io/name": "sbx" } } },
+      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
+      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
     ]);
   });
 
   it("relates the named Pod for spec.podName", () => {
     const res = customize(req({ podName: "p1" }));
     expect(res.relatedResources[0]).toEqual({ apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["p1"] });
+  });
+
+  it("never mixes a label selector with namespace or names (Metacontroller rejects such rules)", () => {
+    for (const spec of [{ sandboxName: "sbx" }, { podName: "p1" }]) {
+      for (const rule of customize(req(spec), ["a"]).relatedResources) {
+        if (rule.labelSelector) expect(rule.namespace === undefined && rule.names === undefined, JSON.stringify(rule)).toBe(true);
+      }
+    }
   });
 
   it("never selects every pod of the namespace", () => {

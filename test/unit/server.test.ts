@@ -196,5 +196,5 @@ describe("start-up", () => {
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(`invalid setting ${setting}`);
-  });
+  }, 30_000);
 });

@@ -264,7 +264,7 @@ describe("Committing", () => {
     expect(again.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 
-  it("records digests from the commit pod's termination message and drops the Job", () => {
+  it("records digests from the commit pod's termination message, keeping the finished Job until Succeed is recorded", () => {
     const status = committingStatus();
     const image = status.containers?.[0]?.imageUri ?? "";
     const message = JSON.stringify({ containers: [{ name: "sandbox", image, digest: DIGEST_A, sizeBytes: 12345 }], freezeMillis: 87 });
@@ -281,7 +281,28 @@ describe("Committing", () => {
     expect(res.status.freezeMillis).toBe(87);
     expect(res.status.completionTime).toBe("2026-11-29T10:00:07Z");
     expect(res.status.conditions?.find((c) => c.type === "Ready")).toMatchObject({ status: "True", reason: "Succeeded" });
-    expect(res.children).toEqual([]);
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
+    // The next sync carries the recorded Succeed: now the Job goes.
+    const recorded = run(
+      request(snapshot({ sandboxName: "sbx" }, { status: res.status }), {
+        jobs: [job("snap1-commit", "succeeded")],
+        pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)],
+      }),
+      t1,
+    );
+    expect(recorded.status).toEqual(res.status);
+    expect(recorded.children).toEqual([]);
+  });
+
+  it("gives the same answer to a stale parent that still says Committing after Succeed was written", () => {
+    const status = committingStatus();
+    const image = status.containers?.[0]?.imageUri ?? "";
+    const message = JSON.stringify({ containers: [{ name: "sandbox", image, digest: DIGEST_A }] });
+    const world = { jobs: [job("snap1-commit", "succeeded")], pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] };
+    const first = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t0);
+    const stale = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t1);
+    expect(stale.status.phase).toBe("Succeed");
+    expect(stale.children.map((c) => c.metadata.name)).toEqual(first.children.map((c) => c.metadata.name));
   });
 
   it("waits for the commit pod when the Job's completion arrives first", () => {
@@ -351,14 +372,14 @@ describe("Committing", () => {
     const status = committingStatus();
     const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")] }));
     expect(res.status.phase).toBe("Failed");
-    expect(res.children).toEqual([]);
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "True", reason: "SourceGone" });
   });
 
   it("needs no unpause Job when the source pod now runs on another node", () => {
     const status = committingStatus();
     const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")], pods: [pod("sbx-0", { node: "node-z" })] }));
-    expect(res.children).toEqual([]);
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 });
 
@@ -378,18 +399,28 @@ describe("Failed", () => {
     expect(b.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
   });
 
-  it("records the resumed containers and stops returning the unpause Job once it succeeded", () => {
+  it("records the resumed containers and stops returning the unpause Job once that is recorded", () => {
     const status = failedStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "succeeded")], pods: [pod("sbx-0")] }));
-    expect(res.children).toEqual([]);
+    const world = { jobs: [job("snap1-unpause", "succeeded")], pods: [pod("sbx-0")] };
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), world));
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "True", reason: "Unpaused" });
     expect(res.status.phase).toBe("Failed");
+    const recorded = run(request(snapshot({ sandboxName: "sbx" }, { status: res.status }), world), t1);
+    expect(recorded.children).toEqual([]);
+    expect(recorded.status).toEqual(res.status);
+  });
+
+  it("drops the finished commit Job once Failed is recorded", () => {
+    const status = failedStatus();
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed"), job("snap1-unpause", "running")], pods: [pod("sbx-0")] }));
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
   });
 
   it("reports an unpause Job that hit its deadline", () => {
     const status = failedStatus();
     const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "failed", "DeadlineExceeded")], pods: [pod("sbx-0")] }));
-    expect(res.children).toEqual([]);
+    expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "False", reason: "UnpauseFailed" });
   });
 
