@@ -146,8 +146,10 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-// Processes started by this module, killed synchronously if the test process exits without stop().
+// Processes and temp dirs of this module, cleaned up synchronously if the test process exits
+// without stop() (also on SIGINT/SIGTERM: Node emits no "exit" event for those by itself).
 const live = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
@@ -160,7 +162,17 @@ function installExitHook(): void {
         // already gone
       }
     }
+    for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
   });
+  // Only when nobody else handles the signal (the default "terminate" is then ours to keep):
+  // exit as the signal would, which runs the "exit" hook above.
+  for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15]] as const) {
+    if (process.listenerCount(sig) === 0) {
+      process.once(sig, () => {
+        process.exit(128 + num);
+      });
+    }
+  }
 }
 
 function startProc(name: string, bin: string, args: string[], dir: string, env: NodeJS.ProcessEnv = process.env): Proc {
@@ -388,6 +400,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const dir = mkdtempSync(join(base, "cluster-test-"));
   const keep = opts.keep === true || process.env.CLUSTER_KEEP === "1";
+  installExitHook();
+  if (!keep) liveDirs.add(dir);
   const procs: Proc[] = [];
   let mc: Proc | undefined;
   let stopped = false;
@@ -399,6 +413,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     for (const p of [...procs].reverse()) await stopProc(p);
     if (keep) process.stderr.write(`cluster: kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
   };
 
   try {
