@@ -10,6 +10,10 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${CLUSTER_CACHE_DIR:-$here/../.cache}"
 bin="$cache/bin"
+if ! command -v go >/dev/null 2>&1; then
+  echo "cluster-build: 'go' not found on PATH — install Go >= 1.25 (https://go.dev/dl/) to build the cluster binaries" >&2
+  exit 4
+fi
 mkdir -p "$bin" "$cache/stamps"
 export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
 export CGO_ENABLED="${CGO_ENABLED:-0}"
