@@ -204,6 +204,20 @@ class ByteReader {
     return first.subarray(0, max);
   }
 
+  /**
+   * Reads and discards the rest of the source. GNU tar pads an archive to a whole record (10 KiB) after
+   * the end marker: a pipe from tar that is not read to its end never ends, its child process never
+   * emits 'close', and whoever awaits it waits forever.
+   */
+  async drain(): Promise<void> {
+    this.buffered = [];
+    this.length = 0;
+    while (!this.done) {
+      const r = await this.source.next();
+      if (r.done === true) this.done = true;
+    }
+  }
+
   async skip(n: number): Promise<void> {
     let left = n;
     while (left > 0) left -= (await this.chunk(left)).length;
@@ -260,7 +274,10 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
   for (;;) {
     const block = await r.read(BLOCK);
     if (block === undefined) return;
-    if (block.every((b) => b === 0)) return; // end of archive
+    if (block.every((b) => b === 0)) {
+      await r.drain(); // end of archive: the rest is padding, but the source must end
+      return;
+    }
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
     if (sum !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
