@@ -145,7 +145,11 @@ if (isMain()) {
   };
   process.on("uncaughtException", crash);
   process.on("unhandledRejection", crash);
+  // grpc-js can leave its connection unreferenced while a call is in flight: without a handle of our
+  // own the event loop may empty mid-call and Node exit with code 0 and no result. Stay alive until done.
+  const keepAlive = setInterval(() => undefined, 60_000);
   void run(process.argv.slice(2), process.env, io).then((code) => {
+    clearInterval(keepAlive);
     if (!stopping) process.exit(code);
   });
 }

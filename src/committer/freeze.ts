@@ -59,7 +59,9 @@ export class Freezer {
       this.abort.abort(new WatchdogExpired(this.maxFreezeMs / 1000));
       void this.thaw().catch(() => undefined);
     }, this.maxFreezeMs);
-    this.timer.unref();
+    // Referenced on purpose: while containers are frozen this timer keeps the process alive. grpc-js can
+    // leave its connection unreferenced with a call in flight; with an unreferenced watchdog the event
+    // loop then empties and Node exits (code 0, no result) leaving the containers paused. doThaw clears it.
     const pausing = Promise.allSettled(
       this.ids.map(async (id) => {
         try {
@@ -90,6 +92,16 @@ export class Freezer {
 
   private async doThaw(): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer);
+    // keep the process alive until the resume calls are answered (see the watchdog above)
+    const hold = setInterval(() => undefined, 60_000);
+    try {
+      await this.resumeAll();
+    } finally {
+      clearInterval(hold);
+    }
+  }
+
+  private async resumeAll(): Promise<void> {
     if (this.pausing !== undefined) {
       await Promise.race([this.pausing, new Promise((r) => setTimeout(r, 10_000).unref())]);
     }
