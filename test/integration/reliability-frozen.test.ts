@@ -11,10 +11,9 @@
 // ms through containerd) is recorded per case. Also: a hung capture (watchdog), and containerd lost
 // while frozen — restarted within and after the committer's resume retries.
 // Short form: one trial per case. RELIABILITY_FULL=1: RELIABILITY_TRIALS (default 5) per case.
-import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { Readable } from "node:stream";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,6 +31,8 @@ const CLI = fileURLToPath(new URL("../../src/committer/cli.ts", import.meta.url)
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const POD = "frozen";
 const NS = "ns";
+/** Task status polling interval (each poll is a Tasks.Get, i.e. a `runc state` in the shim). */
+const POLL_MS = Number(process.env.RELIABILITY_POLL_MS ?? 20);
 
 type Step = "after-pause" | "mid-capture" | "after-resume" | "mid-push" | "before-result";
 const STEPS: Step[] = ["after-pause", "mid-capture", "after-resume", "mid-push", "before-result"];
@@ -89,7 +90,7 @@ class FreezeMonitor {
       } else if (s === "RUNNING" && this.sawPaused && this.runningAgainAt === undefined) {
         this.runningAgainAt = now;
       }
-      await new Promise((r) => setTimeout(r, 3));
+      await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
   async until(pred: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -176,12 +177,14 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
 
   function spawnCli(args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
     const dir = mkdtempSync(join(work, "run-"));
-    const child: ChildProcessByStdio<null, Readable, Readable> = spawn(
+    const logPath = join(dir, "output.log");
+    const fd = openSync(logPath, "a");
+    const child = spawn(
       process.execPath,
       ["--import", "tsx", CLI, ...args],
       {
         cwd: REPO_ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
+        stdio: ["ignore", fd, fd],
         env: {
           PATH: process.env.PATH ?? "/usr/bin:/bin",
           CONTAINERD_SOCKET: cd.socket,
@@ -196,9 +199,14 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
         },
       },
     );
-    let out = "";
-    child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (out += b.toString()));
+    closeSync(fd);
+    const out = (): string => {
+      try {
+        return readFileSync(logPath, "utf8");
+      } catch {
+        return "";
+      }
+    };
     const exited = new Promise<number | null>((resolve) => child.on("close", (code) => {
       resolve(code);
     }));
@@ -206,7 +214,7 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
     void exited.then(() => {
       clearTimeout(timer);
     });
-    return { child, exited, output: () => out };
+    return { child, exited, output: out };
   }
 
   async function unpauseCommand(): Promise<void> {
