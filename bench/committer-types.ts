@@ -12,6 +12,8 @@ export interface OursRun {
   /** Compressed snapshot layers, all containers. */
   readonly layerBytes: number;
   readonly exitCode: number | null;
+  /** Set when the committer failed (the run's other figures are then NaN). */
+  readonly error?: string;
 }
 
 export interface DiffServiceRun {

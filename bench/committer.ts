@@ -370,7 +370,9 @@ async function runOurs(env: Env, pod: Pod, tag: string): Promise<OursRun> {
   }
   rmSync(dir, { recursive: true, force: true });
   if (code !== 0 || result.freezeMillis === undefined) {
-    throw new Error(`committer failed (exit ${code ?? "?"}): ${result.error ?? stderr.slice(-1500)}`);
+    const why = `committer failed (exit ${code ?? "?"}${code === null ? ", killed — out of memory?" : ""}): ${result.error ?? stderr.slice(-600)}`;
+    log(why);
+    return { feltFreezeMs: Number.NaN, reportedFreezeMs: Number.NaN, endToEndMs, peakRssBytes: peak, layerBytes: Number.NaN, exitCode: code, error: why };
   }
   return {
     feltFreezeMs: longestStall(pod, w0, w1),

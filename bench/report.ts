@@ -234,7 +234,7 @@ export function renderReport(input: ReportInput): string {
   out.push("npm ci");
   out.push("sudo bash test/env/install-components.sh   # containerd, runc, docker-registry, … from Debian");
   out.push("npm run bench                # full run (as root: containerd, cgroups, drop_caches)");
-  out.push("npm run bench -- --quick     # everyday run, under two minutes");
+  out.push("npm run bench -- --quick     # everyday run, under two minutes (prints the report; docs/ keeps the full run)");
   out.push("npm run bench -- --only=hook # or --only=committer: one part, the other part's section is kept");
   out.push("```");
   out.push("");

@@ -5,6 +5,10 @@
 //   npm run bench -- --quick           everyday run, under two minutes
 //   npm run bench -- --only=hook       one part; the other part's section comes from its last results
 //   npm run bench -- --only=committer
+//   npm run bench -- --quick --docs    a quick run that also rewrites docs/benchmarks.md
+//
+// A quick run writes bench/results/quick-*.json and .bench-tmp/benchmarks-quick.md (and prints the
+// report), leaving docs/benchmarks.md with the full run's figures.
 //
 // Benchmarks print figures and ratios; they assert nothing (no timed assertions in tests).
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -15,16 +19,18 @@ import { log, REPO_ROOT } from "./util.js";
 
 interface Args {
   quick: boolean;
+  docs: boolean;
   only: "hook" | "committer" | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: undefined };
+  const a: Args = { quick: false, docs: false, only: undefined };
   for (const x of argv) {
     if (x === "--quick") a.quick = true;
+    else if (x === "--docs") a.docs = true;
     else if (x === "--only=hook" || x === "--only=committer") a.only = x.slice("--only=".length) as Args["only"];
     else {
-      process.stderr.write(`bench: unknown argument ${JSON.stringify(x)}; use --quick and/or --only=hook|committer\n`);
+      process.stderr.write(`bench: unknown argument ${JSON.stringify(x)}; use --quick, --docs and/or --only=hook|committer\n`);
       process.exit(2);
     }
   }
@@ -57,22 +63,28 @@ async function main(): Promise<void> {
   const command = `npm run bench${args.quick || args.only ? " --" : ""}${args.quick ? " --quick" : ""}${args.only ? ` --only=${args.only}` : ""}`;
   const meta = (): RunMeta => ({ date: new Date().toISOString(), quick: args.quick, command, seconds: (performance.now() - started) / 1000 });
 
-  let hook = load<HookResults>("hook");
+  // A quick run keeps its figures apart (bench/results/quick-*.json, .bench-tmp/benchmarks-quick.md)
+  // so that docs/benchmarks.md keeps the full run's, unless --docs says otherwise.
+  const prefix = args.quick && !args.docs ? "quick-" : "";
+  let hook = load<HookResults>(`${prefix}hook`);
   if (args.only !== "committer") {
     const r = await benchHookServer({ quick: args.quick });
     hook = { meta: meta(), machine, results: r };
-    save("hook", hook);
+    save(`${prefix}hook`, hook);
   }
-  let committer = load<unknown>("committer");
+  let committer = load<unknown>(`${prefix}committer`);
   if (args.only !== "hook") {
     const { benchCommitter } = await import("./committer.js");
     const r = await benchCommitter({ quick: args.quick });
     committer = { meta: meta(), machine, results: r };
-    save("committer", committer);
+    save(`${prefix}committer`, committer);
   }
   const doc = renderReport({ hook, committer: committer as Parameters<typeof renderReport>[0]["committer"] });
-  writeFileSync(join(REPO_ROOT, "docs", "benchmarks.md"), doc);
-  log(`wrote docs/benchmarks.md in ${((performance.now() - started) / 1000).toFixed(1)} s total`);
+  const target = prefix === "" ? join(REPO_ROOT, "docs", "benchmarks.md") : join(REPO_ROOT, ".bench-tmp", "benchmarks-quick.md");
+  mkdirSync(join(target, ".."), { recursive: true });
+  writeFileSync(target, doc);
+  process.stdout.write(doc);
+  log(`wrote ${target.slice(REPO_ROOT.length)} in ${((performance.now() - started) / 1000).toFixed(1)} s total`);
 }
 
 main().catch((e: unknown) => {
