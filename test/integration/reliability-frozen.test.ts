@@ -268,7 +268,9 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
       }
       await new Promise((r) => setTimeout(r, delayMs));
       expect(alive(), `committer finished before the ${step} kill: ${cli.output()}`).toBe(true);
-      const statusAtKill = monitor.status;
+      // a fresh look (the monitor's last poll may be up to one interval old); PAUSING counts as frozen
+      const raw = (await client.taskStatus(id)) ?? "NONE";
+      const statusAtKill = raw === "PAUSING" ? "PAUSED" : raw;
       cli.child.kill(signal);
       const exitCode = await cli.exited;
       let resumedBy: TrialResult["resumedBy"] = statusAtKill === "PAUSED" ? "committer" : "not-frozen";
