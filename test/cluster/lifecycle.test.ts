@@ -354,4 +354,69 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
       await removeContainer(cd, id);
     }
   });
+  it("a BatchSandbox-owned snapshot (OpenSandbox's pause): snap-gen tag, Retain; deleted mid-commit → commit stopped, unpause Job, finalizer removed", async () => {
+    const { e, cd } = env();
+    const ns3 = "e2e-owned";
+    await createNamespace(e.cluster, ns3);
+    const bs = (await e.cluster.custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns3,
+      plural: "batchsandboxes",
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: "BatchSandbox",
+        metadata: { name: "bs-own", namespace: ns3 },
+        spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: "localhost/test/busybox:1" }] } } },
+      },
+    })) as { metadata: { uid: string; generation: number } };
+    const id = await runContainer(cd, "bs-own-0", ns3, "sandbox");
+    try {
+      await createRunningPod(e.cluster, ns3, "bs-own-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-own" }, { sandbox: id });
+      const snap = snapshotObject(ns3, "snap-own", { sandboxName: "bs-own" });
+      if (snap.metadata) {
+        snap.metadata.ownerReferences = [
+          plain({ apiVersion: `${GROUP}/${VERSION}`, kind: "BatchSandbox", name: "bs-own", uid: bs.metadata.uid, controller: true, blockOwnerDeletion: true }),
+        ];
+      }
+      await createSnapshot(e.cluster, snap);
+      const committing = await waitForSnapshot(e, ns3, "snap-own", "Committing", (x) => x.status?.phase === "Committing");
+      expect(committing.status?.deletionPolicy).toBe("Retain");
+      expect(committing.status?.containers?.[0]?.imageUri).toMatch(new RegExp(`/bs-own-sandbox:snap-gen${String(bs.metadata.generation)}$`));
+      await waitForJob(e, ns3, "snap-own-commit");
+      const commitPod = await waitForJobPod(e, ns3, "snap-own-commit");
+
+      // Deleted while the commit is in flight: the commit Job is no longer wanted.
+      await e.cluster.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns3, plural: SNAPSHOTS, name: "snap-own" });
+      await waitForJobGone(e, ns3, "snap-own-commit");
+      // The kubelet's part: the garbage collector asked for the commit pod's deletion; it is stopped.
+      await waitFor("commit pod marked for deletion", async () => {
+        try {
+          const p = await e.cluster.core.readNamespacedPod({ namespace: ns3, name: commitPod.metadata?.name ?? "" });
+          return p.metadata?.deletionTimestamp !== undefined;
+        } catch (err) {
+          if (isNotFound(err)) return true;
+          throw err;
+        }
+      }, 60_000);
+      await e.cluster.core
+        .deleteNamespacedPod({ namespace: ns3, name: commitPod.metadata?.name ?? "", gracePeriodSeconds: 0 })
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
+        });
+
+      // Then an unpause Job on the node resumes the source containers (a killed committer may have left them frozen).
+      const unpause = await waitForJob(e, ns3, "snap-own-unpause");
+      expect(unpause.spec?.template.spec?.nodeName).toBe(NODE);
+      expect(unpause.spec?.template.spec?.containers[0]?.args).toEqual(["unpause", "bs-own-0", ns3, "sandbox"]);
+      const run = await runCommitter(unpause);
+      expect(run.code, run.stderr).toBe(0);
+      expect(await taskStatus(cd, id)).toBe("RUNNING");
+      await finishJobPod(e, ns3, await waitForJobPod(e, ns3, "snap-own-unpause"), 0, run.result || "{}");
+      await waitFor("snapshot snap-own finalized", async () => (await getSnapshot(e.cluster, ns3, "snap-own")) === undefined, 60_000);
+      await waitForJobGone(e, ns3, "snap-own-unpause");
+    } finally {
+      await removeContainer(cd, id);
+    }
+  });
 });
