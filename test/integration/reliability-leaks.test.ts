@@ -175,6 +175,25 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     throw new Error(`snapshot ${s.name} not finalized after 60 calls: ${JSON.stringify(current.cleanup)}`);
   }
 
+  it("a snapshot deleted before its push never deletes the manifest an earlier snapshot of the same name left at that tag", async () => {
+    const shared = [await makeTestLayer(512)];
+    const mk = (uid: string, policy: Policy, fate: Fate): Snap => ({ name: "reused", uid, podName: "pr", containers: ["main"], policy, fate, deleted: false, images: [] });
+    // the first one: committed, Retain, deleted — its manifest stays, at the tag
+    const first = mk("11111111-0000-4000-8000-000000000001", "Retain", "committed");
+    const c1 = await hook("sync", request(parent(first), { pods: [pod(first.podName)] }));
+    first.images = await pushImages(first, c1.status, shared);
+    await deleteSnapshot(first, { ...c1.status, containers: [{ ...(c1.status.containers?.[0] ?? { containerName: "main" }), imageDigest: first.images[0]?.digest ?? "" }] }, false);
+    // the second one, same name (so the same tag), Delete, deleted mid-commit before it pushed anything
+    const second = mk("22222222-0000-4000-8000-000000000002", "Delete", "mid-commit-nothing");
+    const c2 = await hook("sync", request(parent(second), { pods: [pod(second.podName)] }));
+    expect(c2.status.containers?.[0]?.imageUri).toBe(c1.status.containers?.[0]?.imageUri);
+    const done = await deleteSnapshot(second, c2.status, true);
+    expect(done.status.cleanup?.state).toBe("Done");
+    const img = first.images[0] as PushedImage;
+    expect(await client.headManifest(img.repository, img.digest), "the first snapshot's retained manifest was deleted").toBeDefined();
+    expect(await client.resolveTag(img.repository, img.tag)).toBe(img.digest);
+  });
+
   it(`${CYCLES} create/delete cycles leave exactly the retained and still-existing snapshots' manifests`, async () => {
     const shared = await Promise.all(Array.from({ length: 3 }, () => makeTestLayer(1024)));
     const snaps: Snap[] = [];
@@ -244,7 +263,8 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     // ---- the registry's storage: every manifest revision of every repository
     const stored = new Set<string>();
     const repos = join(reg.dataDir, "docker/registry/v2/repositories/snapshots");
-    for (const repo of existsSync(repos) ? readdirSync(repos) : []) {
+    // the cycles' repositories (pods pa, pb, pc); other tests in this file use their own
+    for (const repo of (existsSync(repos) ? readdirSync(repos) : []).filter((r) => /^p[abc]-/.test(r))) {
       const revs = join(repos, repo, "_manifests/revisions/sha256");
       for (const hex of existsSync(revs) ? readdirSync(revs) : []) {
         if (existsSync(join(revs, hex, "link"))) stored.add(`snapshots/${repo}@sha256:${hex}`);
