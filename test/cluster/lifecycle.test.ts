@@ -6,13 +6,7 @@
 // digest, Metacontroller deletes the Job, and the image runs. Also the failure path (Failed + unpause
 // Job), deletion (finalize: registry clean-up, finalizer removed) and a snapshot that waits for its
 // source.
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import { missingComponents } from "../support/components.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
@@ -23,12 +17,17 @@ import {
   createNode,
   createRunningPod,
   createSnapshot,
+  finishJobPod,
   getSnapshot,
   isNotFound,
+  jobCondition,
   plain,
-  setPodStatus,
+  runCommitter,
   snapshotObject,
   startE2E,
+  waitForJob,
+  waitForJobGone,
+  waitForJobPod,
   waitForSnapshot,
   type E2E,
 } from "../support/cluster-e2e.js";
@@ -36,115 +35,8 @@ import { exec, removeContainer, runContainer, startContainerd, taskStatus, type 
 import { startRegistry, type TestRegistry } from "../support/registry.js";
 
 const missing = missingClusterComponents() ?? missingComponents(["containerd", "runc", "ctr", "docker-registry"]);
-const CLI = fileURLToPath(new URL("../../src/committer/cli.ts", import.meta.url));
 const NODE = "node-a";
 const FINALIZER = "metacontroller.io/compositecontroller-sandbox-snapshot-controller";
-
-interface CommitterRun {
-  code: number | null;
-  result: string;
-  stderr: string;
-}
-
-/**
- * Runs the real committer as the commit Job's container would: the Job's arguments and environment,
- * with the two paths a kubelet maps (the termination-message file and the scratch emptyDir) pointed at
- * temp files on this host.
- */
-async function runCommitter(job: V1Job): Promise<CommitterRun> {
-  const c = job.spec?.template.spec?.containers[0];
-  if (!c) throw new Error("Job has no container");
-  const dir = mkdtempSync(join(tmpdir(), "committer-"));
-  const resultPath = join(dir, "termination-log");
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" };
-  for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
-  env.SNAPSHOT_RESULT_PATH = resultPath;
-  env.SNAPSHOT_SCRATCH_DIR = join(dir, "scratch");
-  mkdirSync(env.SNAPSHOT_SCRATCH_DIR); // the Job's emptyDir
-  try {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...(c.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stderr = "";
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (d: string) => (stderr += d));
-    child.stdout.resume();
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    let result = "";
-    try {
-      result = readFileSync(resultPath, "utf8");
-    } catch {
-      // no result file: the kubelet would fall back to the log tail (FallbackToLogsOnError)
-      result = stderr.split("\n").slice(-20).join("\n");
-    }
-    return { code, result, stderr };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Plays the kubelet: the Job's pod ran to completion with this exit code and termination message. */
-async function finishJobPod(e: E2E, namespace: string, pod: V1Pod, exitCode: number, message: string): Promise<void> {
-  const name = pod.metadata?.name ?? "";
-  const started = new Date(Date.now() - 1000);
-  const finished = new Date();
-  const container = pod.spec?.containers[0]?.name ?? "committer";
-  await setPodStatus(
-    e.cluster,
-    namespace,
-    name,
-    plain({
-      phase: exitCode === 0 ? "Succeeded" : "Failed",
-      startTime: started,
-      conditions: [{ type: "Ready", status: "False", reason: "PodCompleted", lastTransitionTime: finished }],
-      containerStatuses: [
-        {
-          name: container,
-          image: pod.spec?.containers[0]?.image ?? "",
-          imageID: "",
-          ready: false,
-          restartCount: 0,
-          started: false,
-          containerID: `containerd://${name}`,
-          state: {
-            terminated: {
-              exitCode,
-              reason: exitCode === 0 ? "Completed" : "Error",
-              message,
-              startedAt: started,
-              finishedAt: finished,
-            },
-          },
-        },
-      ],
-    }),
-  );
-}
-
-async function waitForJob(e: E2E, namespace: string, name: string, timeoutMs = 60_000): Promise<V1Job> {
-  return waitFor(`Job ${namespace}/${name}`, async () => e.cluster.batch.readNamespacedJob({ namespace, name }), timeoutMs);
-}
-
-async function waitForJobPod(e: E2E, namespace: string, job: string): Promise<V1Pod> {
-  return waitFor(`pod of Job ${namespace}/${job}`, async () => {
-    const l = await e.cluster.core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
-    return l.items[0];
-  }, 60_000);
-}
-
-async function waitForJobGone(e: E2E, namespace: string, name: string): Promise<void> {
-  await waitFor(`Job ${namespace}/${name} deleted`, async () => {
-    try {
-      await e.cluster.batch.readNamespacedJob({ namespace, name });
-      return false;
-    } catch (err) {
-      if (isNotFound(err)) return true;
-      throw err;
-    }
-  }, 60_000);
-}
-
-function jobCondition(job: V1Job, type: string): boolean {
-  return job.status?.conditions?.some((c) => c.type === type && c.status === "True") === true;
-}
 
 describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontroller, committer, containerd, registry)", () => {
   let e: E2E | undefined;
@@ -232,7 +124,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     // The Job controller created the Job's pod on the node; play the kubelet with the real committer.
     const jobPod = await waitForJobPod(e, ns, "snap-pod-commit");
     expect(jobPod.spec?.nodeName).toBe(NODE);
-    const run = await runCommitter(job);
+    const run = await runCommitter(e, job);
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.result) as { containers: { name: string; image: string; digest: string }[] };
     expect(result.containers).toHaveLength(1);
@@ -286,7 +178,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     await waitForJobGone(e, ns, "snap-fail-commit");
 
     // Play the node: the real committer's unpause, then the pod's completion.
-    const run = await runCommitter(unpause);
+    const run = await runCommitter(e, unpause);
     expect(run.code, run.stderr).toBe(0);
     const upod = await waitForJobPod(e, ns, "snap-fail-unpause");
     await finishJobPod(e, ns, upod, 0, run.result || "{}");
@@ -409,7 +301,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
       const unpause = await waitForJob(e, ns3, "snap-own-unpause");
       expect(unpause.spec?.template.spec?.nodeName).toBe(NODE);
       expect(unpause.spec?.template.spec?.containers[0]?.args).toEqual(["unpause", "bs-own-0", ns3, "sandbox"]);
-      const run = await runCommitter(unpause);
+      const run = await runCommitter(e, unpause);
       expect(run.code, run.stderr).toBe(0);
       expect(await taskStatus(cd, id)).toBe("RUNNING");
       await finishJobPod(e, ns3, await waitForJobPod(e, ns3, "snap-own-unpause"), 0, run.result || "{}");

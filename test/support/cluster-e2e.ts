@@ -2,9 +2,13 @@
 // a BatchSandbox test CRD, the hook server (started like src/server/main.ts, on 127.0.0.1) and our
 // CompositeController (metacontroller/) rewritten to call the hooks by `url:` — Metacontroller runs on
 // the host, not in the cluster, so Service DNS names do not resolve.
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import type { KubernetesObject, V1Pod } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Job, V1Pod } from "@kubernetes/client-node";
 import { loadConfig, type ControllerConfig } from "../../src/config/config.js";
 import { createKubeAccess } from "../../src/server/kube.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
@@ -13,6 +17,7 @@ import { readManifests, startCluster, waitFor, type Cluster, type ClusterOptions
 
 export const SNAPSHOT_CRD_FILE = fileURLToPath(new URL("../../crds/sandboxsnapshot.crd.yaml", import.meta.url));
 export const COMPOSITE_CONTROLLER_FILE = fileURLToPath(new URL("../../metacontroller/compositecontroller.yaml", import.meta.url));
+const CLI = fileURLToPath(new URL("../../src/committer/cli.ts", import.meta.url));
 export const GROUP = "sandbox.opensandbox.io";
 
 /**
@@ -279,4 +284,126 @@ export async function createNamespace(c: Cluster, name: string): Promise<void> {
 
 export async function createNode(c: Cluster, name: string): Promise<void> {
   await c.core.createNode({ body: plain({ metadata: { name, labels: { "kubernetes.io/hostname": name } } }) });
+}
+
+export interface CommitterRun {
+  code: number | null;
+  result: string;
+  stderr: string;
+}
+
+// ---- The kubelet's part, played by the tests ----
+
+/**
+ * Runs the real committer as the commit Job's container would: the Job's arguments and environment,
+ * with what a kubelet maps pointed at temp files on this host — the termination-message file, the
+ * scratch emptyDir, and Secret volumes (read from the API and written out; an env value naming the
+ * mount path, like DOCKER_CONFIG, follows it).
+ */
+export async function runCommitter(e: E2E, job: V1Job): Promise<CommitterRun> {
+  const c = job.spec?.template.spec?.containers[0];
+  if (!c) throw new Error("Job has no container");
+  const dir = mkdtempSync(join(tmpdir(), "committer-"));
+  const resultPath = join(dir, "termination-log");
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" };
+  for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+  const volumes = new Map((job.spec?.template.spec?.volumes ?? []).map((v) => [v.name, v]));
+  const namespace = job.metadata?.namespace ?? "";
+  let n = 0;
+  for (const m of c.volumeMounts ?? []) {
+    const secret = volumes.get(m.name)?.secret;
+    if (!secret?.secretName) continue;
+    const local = join(dir, `secret-${String(n++)}`);
+    mkdirSync(local);
+    const data = (await e.cluster.core.readNamespacedSecret({ namespace, name: secret.secretName })).data ?? {};
+    const items: { key: string; path: string }[] = secret.items?.map((i) => ({ key: i.key, path: i.path })) ?? Object.keys(data).map((key) => ({ key, path: key }));
+    for (const it of items) writeFileSync(join(local, it.path), Buffer.from(data[it.key] ?? "", "base64"), { mode: 0o600 });
+    for (const [k, v] of Object.entries(env)) if (v === m.mountPath) env[k] = local;
+  }
+  env.SNAPSHOT_RESULT_PATH = resultPath;
+  env.SNAPSHOT_SCRATCH_DIR = join(dir, "scratch");
+  mkdirSync(env.SNAPSHOT_SCRATCH_DIR); // the Job's emptyDir
+  try {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...(c.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (d: string) => (stderr += d));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    let result = "";
+    try {
+      result = readFileSync(resultPath, "utf8");
+    } catch {
+      // no result file: the kubelet would fall back to the log tail (FallbackToLogsOnError)
+      result = stderr.split("\n").slice(-20).join("\n");
+    }
+    return { code, result, stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Plays the kubelet: the Job's pod ran to completion with this exit code and termination message. */
+export async function finishJobPod(e: E2E, namespace: string, pod: V1Pod, exitCode: number, message: string): Promise<void> {
+  const name = pod.metadata?.name ?? "";
+  const started = new Date(Date.now() - 1000);
+  const finished = new Date();
+  const container = pod.spec?.containers[0]?.name ?? "committer";
+  await setPodStatus(
+    e.cluster,
+    namespace,
+    name,
+    plain({
+      phase: exitCode === 0 ? "Succeeded" : "Failed",
+      startTime: started,
+      conditions: [{ type: "Ready", status: "False", reason: "PodCompleted", lastTransitionTime: finished }],
+      containerStatuses: [
+        {
+          name: container,
+          image: pod.spec?.containers[0]?.image ?? "",
+          imageID: "",
+          ready: false,
+          restartCount: 0,
+          started: false,
+          containerID: `containerd://${name}`,
+          state: {
+            terminated: {
+              exitCode,
+              reason: exitCode === 0 ? "Completed" : "Error",
+              message,
+              startedAt: started,
+              finishedAt: finished,
+            },
+          },
+        },
+      ],
+    }),
+  );
+}
+
+export async function waitForJob(e: E2E, namespace: string, name: string, timeoutMs = 60_000): Promise<V1Job> {
+  return waitFor(`Job ${namespace}/${name}`, async () => e.cluster.batch.readNamespacedJob({ namespace, name }), timeoutMs);
+}
+
+export async function waitForJobPod(e: E2E, namespace: string, job: string): Promise<V1Pod> {
+  return waitFor(`pod of Job ${namespace}/${job}`, async () => {
+    const l = await e.cluster.core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
+    return l.items[0];
+  }, 60_000);
+}
+
+export async function waitForJobGone(e: E2E, namespace: string, name: string): Promise<void> {
+  await waitFor(`Job ${namespace}/${name} deleted`, async () => {
+    try {
+      await e.cluster.batch.readNamespacedJob({ namespace, name });
+      return false;
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      throw err;
+    }
+  }, 60_000);
+}
+
+export function jobCondition(job: V1Job, type: string): boolean {
+  return job.status?.conditions?.some((c) => c.type === type && c.status === "True") === true;
 }
