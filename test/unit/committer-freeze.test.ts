@@ -81,9 +81,11 @@ describe("Freezer", () => {
     t.pauseDelayMs.set("b", 80);
     const f = new Freezer(t.client(), ["a", "b"], 10_000);
     const freezing = f.freeze();
+    // Attach the expectation first: the rejection arrives while thawAll() is awaited.
+    const rejected = expect(freezing).rejects.toThrow(/resumed while they were being paused/);
     await new Promise((r) => setTimeout(r, 10));
     await thawAll(); // what the SIGTERM handler does
-    await expect(freezing).rejects.toThrow(/resumed while they were being paused/);
+    await rejected;
     expect(t.all()).toEqual(["RUNNING", "RUNNING"]);
   });
 });
