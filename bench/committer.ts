@@ -99,6 +99,16 @@ function memoryCgroup(): string | undefined {
   }
 }
 
+/** How many processes the cgroup's OOM killer has killed so far (`oom_kill` in memory.oom_control). */
+function oomKills(cgroup: string | undefined): number {
+  if (cgroup === undefined) return 0;
+  try {
+    return Number(/oom_kill (\d+)/.exec(readFileSync(join(cgroup, "memory.oom_control"), "utf8"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 /** A loopback HTTP proxy in front of the registry that counts request-body bytes (uploads). */
 interface CountingProxy {
   readonly host: string;
@@ -343,6 +353,7 @@ async function runOurs(env: Env, pod: Pod, tag: string): Promise<OursRun> {
   const flags = process.env.BENCH_COMMITTER_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
   const node = [process.execPath, ...flags, env.cli, pod.name, NS, ...targets];
   const argv = env.cgroup !== undefined ? ["sh", "-c", `echo $$ > ${env.cgroup}/cgroup.procs && exec "$@"`, "sh", ...node] : node;
+  const oomKillsBefore = oomKills(env.cgroup);
   const t0 = performance.now();
   const w0 = Date.now();
   const child = spawn(argv[0] ?? "sh", argv.slice(1), { env: childEnv, stdio: ["ignore", "ignore", "pipe"] });
@@ -357,7 +368,7 @@ async function runOurs(env: Env, pod: Pod, tag: string): Promise<OursRun> {
   const poll = setInterval(() => {
     if (child.pid !== undefined) peak = Math.max(peak, procMemory(child.pid, "VmHWM") ?? 0);
   }, 25);
-  const [code] = (await once(child, "close")) as [number | null];
+  const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
   clearInterval(poll);
   const endToEndMs = performance.now() - t0;
   const w1 = Date.now();
@@ -370,9 +381,22 @@ async function runOurs(env: Env, pod: Pod, tag: string): Promise<OursRun> {
   }
   rmSync(dir, { recursive: true, force: true });
   if (code !== 0 || result.freezeMillis === undefined) {
-    const why = `committer failed (exit ${code ?? "?"}${code === null ? ", killed — out of memory?" : ""}): ${result.error ?? stderr.slice(-600)}`;
+    const kills = oomKills(env.cgroup);
+    const how = code !== null ? `exit ${code}` : `killed by ${signal ?? "a signal"}${kills > oomKillsBefore ? " — the cgroup's OOM killer (memory limit)" : ""}`;
+    const last = stderr.trim().split("\n").slice(-2).join(" / ");
+    const why = `committer ${how} at peak RSS ${(peak / MiB).toFixed(0)} MiB; last log lines: ${result.error ?? last}`.slice(0, 600);
     log(why);
-    return { feltFreezeMs: Number.NaN, reportedFreezeMs: Number.NaN, endToEndMs, peakRssBytes: peak, layerBytes: Number.NaN, exitCode: code, error: why };
+    // the freeze itself completed when the capture line was logged: keep what the sandbox felt
+    const frozen = /frozen for (\d+) ms/.exec(stderr);
+    return {
+      feltFreezeMs: frozen !== null ? longestStall(pod, w0, w1) : Number.NaN,
+      reportedFreezeMs: frozen?.[1] !== undefined ? Number(frozen[1]) : Number.NaN,
+      endToEndMs,
+      peakRssBytes: peak,
+      layerBytes: Number.NaN,
+      exitCode: code,
+      error: why,
+    };
   }
   return {
     feltFreezeMs: longestStall(pod, w0, w1),

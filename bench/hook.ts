@@ -109,9 +109,16 @@ export async function startLoadChild(): Promise<LoadChild> {
     pid: child.pid ?? 0,
     run: (spec) =>
       new Promise<LoadResult>((resolve, reject) => {
+        // bounded: a step that does not answer in time fails the benchmark instead of hanging it
+        const limitMs = ((spec.durationSec ?? (spec.amount ?? 0) / 200) + 120) * 1000;
+        const timer = setTimeout(() => {
+          waiting = undefined;
+          reject(new Error(`load generator: no answer within ${limitMs / 1000} s for ${JSON.stringify(spec)}`));
+        }, limitMs);
         waiting = (m) => {
-          if ("ok" in m && m.ok) resolve(m.result);
-          else reject(new Error(`load generator: ${"error" in m ? m.error : "unexpected message"}`));
+          clearTimeout(timer);
+          if ("ok" in m && m.ok && m.result.requests > 0) resolve(m.result);
+          else reject(new Error(`load generator: ${"error" in m ? m.error : `no answered requests for ${JSON.stringify(spec)}`}`));
         };
         child.send(spec);
       }),
@@ -174,6 +181,12 @@ export interface HookResults {
 
 export interface HookOptions {
   readonly quick: boolean;
+  /**
+   * SCHED_FIFO for the fixed-rate steps (`--realtime`). Off by default: on a busy machine it once
+   * livelocked a step (server and load generator spinning under FIFO, nothing answered), so it is an
+   * opt-in for a machine you have to yourself.
+   */
+  readonly realtime?: boolean;
 }
 
 function loadavg(): number {
@@ -209,7 +222,7 @@ export async function benchHookServer(opts: HookOptions): Promise<HookResults> {
   const tpl = buildPayloadTemplate();
   log(`hook: payload ${tpl.bytes} bytes per sync request; ${hasTaskset ? "server pinned to core 0, load to core 1" : "taskset missing: not pinned"}`);
   const rates = quick ? [500, 1000, 2000, 4000] : [500, 1000, 2000, 3000, 4000, 6000];
-  const stepSec = quick ? 1.5 : 15;
+  const stepSec = quick ? 2 : 10;
   const connectionsFor = (rate: number): number => Math.max(4, Math.ceil(rate / 250));
   const servers: Record<ServerMode, ServerChild> = {
     ours: await startServerChild("ours"),
@@ -231,6 +244,7 @@ export async function benchHookServer(opts: HookOptions): Promise<HookResults> {
     for (const rate of rates) {
       const spec = { rate, connections: connectionsFor(rate), durationSec: stepSec, distinct: 100 };
       const step = async (m: ServerMode): Promise<LoadResult> => {
+        if (opts.realtime !== true) return load({ url: servers[m].url, ...spec });
         fifo = realtime([servers[m].pid, loader.pid], true);
         try {
           return await load({ url: servers[m].url, ...spec });

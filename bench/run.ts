@@ -6,6 +6,8 @@
 //   npm run bench -- --only=hook       one part; the other part's section comes from its last results
 //   npm run bench -- --only=committer
 //   npm run bench -- --quick --docs    a quick run that also rewrites docs/benchmarks.md
+//   npm run bench -- --report          only re-render the report from bench/results/*.json
+//   npm run bench -- --realtime        hook fixed-rate steps under SCHED_FIFO (a machine of your own only)
 //
 // A quick run writes bench/results/quick-*.json and .bench-tmp/benchmarks-quick.md (and prints the
 // report), leaving docs/benchmarks.md with the full run's figures.
@@ -20,17 +22,21 @@ import { log, REPO_ROOT } from "./util.js";
 interface Args {
   quick: boolean;
   docs: boolean;
+  report: boolean;
+  realtime: boolean;
   only: "hook" | "committer" | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, docs: false, only: undefined };
+  const a: Args = { quick: false, docs: false, report: false, realtime: false, only: undefined };
   for (const x of argv) {
     if (x === "--quick") a.quick = true;
     else if (x === "--docs") a.docs = true;
+    else if (x === "--report") a.report = true;
+    else if (x === "--realtime") a.realtime = true;
     else if (x === "--only=hook" || x === "--only=committer") a.only = x.slice("--only=".length) as Args["only"];
     else {
-      process.stderr.write(`bench: unknown argument ${JSON.stringify(x)}; use --quick, --docs and/or --only=hook|committer\n`);
+      process.stderr.write(`bench: unknown argument ${JSON.stringify(x)}; use --quick, --docs, --report, --realtime and/or --only=hook|committer\n`);
       process.exit(2);
     }
   }
@@ -60,20 +66,21 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = performance.now();
   const machine = describeMachine();
-  const command = `npm run bench${args.quick || args.only ? " --" : ""}${args.quick ? " --quick" : ""}${args.only ? ` --only=${args.only}` : ""}`;
+  const extra = [args.quick ? "--quick" : "", args.realtime ? "--realtime" : "", args.only ? `--only=${args.only}` : ""].filter(Boolean);
+  const command = `npm run bench${extra.length > 0 ? ` -- ${extra.join(" ")}` : ""}`;
   const meta = (): RunMeta => ({ date: new Date().toISOString(), quick: args.quick, command, seconds: (performance.now() - started) / 1000 });
 
   // A quick run keeps its figures apart (bench/results/quick-*.json, .bench-tmp/benchmarks-quick.md)
   // so that docs/benchmarks.md keeps the full run's, unless --docs says otherwise.
   const prefix = args.quick && !args.docs ? "quick-" : "";
   let hook = load<HookResults>(`${prefix}hook`);
-  if (args.only !== "committer") {
-    const r = await benchHookServer({ quick: args.quick });
+  if (args.only !== "committer" && !args.report) {
+    const r = await benchHookServer({ quick: args.quick, realtime: args.realtime });
     hook = { meta: meta(), machine, results: r };
     save(`${prefix}hook`, hook);
   }
   let committer = load<unknown>(`${prefix}committer`);
-  if (args.only !== "hook") {
+  if (args.only !== "hook" && !args.report) {
     const { benchCommitter } = await import("./committer.js");
     const r = await benchCommitter({ quick: args.quick });
     committer = { meta: meta(), machine, results: r };
