@@ -118,6 +118,24 @@ function envOptional(env: Env, name: string, max = 253): string | undefined {
   return v;
 }
 
+/** Every environment variable the committer reads (DESIGN.md "Commit Job ↔ committer interface"). */
+export const COMMITTER_ENV_VARS: readonly string[] = [
+  "CONTAINERD_SOCKET",
+  "CONTAINERD_NAMESPACE",
+  "CONTAINERD_ROOT",
+  "SNAPSHOT_REGISTRY_INSECURE",
+  "DOCKER_CONFIG",
+  "SNAPSHOT_COMPRESSION",
+  "SNAPSHOT_MAX_FREEZE_SECONDS",
+  "SNAPSHOT_SCRATCH_DIR",
+  "SNAPSHOT_SCRATCH_LIMIT_BYTES",
+  "SNAPSHOT_RESULT_PATH",
+  "SNAPSHOT_UID",
+  "SNAPSHOT_NAME",
+  "SNAPSHOT_NAMESPACE",
+  "IMAGE_COMMITTER_TAR",
+];
+
 /** Bytes: a plain integer, or a Kubernetes quantity such as `10Gi` or `500M`. */
 export function parseBytes(v: string): number | undefined {
   return parseQuantity(v);

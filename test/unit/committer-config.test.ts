@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseInvocation, parseBytes, UsageError, UNLIMITED } from "../../src/committer/config.js";
+import { COMMITTER_ENV_VARS, parseInvocation, parseBytes, UsageError, UNLIMITED } from "../../src/committer/config.js";
 
 const REF = "registry.example.com:5000/snapshots/sbx-main:snap-gen3";
 
@@ -130,19 +130,7 @@ describe("image-committer arguments", () => {
   });
 
   it("never throws and always names where the problem is, whatever the input", () => {
-    const envKeys = [
-      "CONTAINERD_SOCKET",
-      "CONTAINERD_NAMESPACE",
-      "CONTAINERD_ROOT",
-      "SNAPSHOT_REGISTRY_INSECURE",
-      "DOCKER_CONFIG",
-      "SNAPSHOT_COMPRESSION",
-      "SNAPSHOT_MAX_FREEZE_SECONDS",
-      "SNAPSHOT_SCRATCH_DIR",
-      "SNAPSHOT_SCRATCH_LIMIT_BYTES",
-      "SNAPSHOT_RESULT_PATH",
-      "SNAPSHOT_UID",
-    ];
+    const envKeys = COMMITTER_ENV_VARS;
     const arg = fc.oneof(fc.string(), fc.constantFrom("unpause", "p", "n", `c:${REF}`, "c:", ":x", "c:reg.io/a:b:c"));
     fc.assert(
       fc.property(fc.array(arg, { maxLength: 6 }), fc.dictionary(fc.constantFrom(...envKeys), fc.string()), (argv, env) => {

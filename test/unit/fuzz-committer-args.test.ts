@@ -4,27 +4,12 @@
 // names the argument or environment variable at fault. RELIABILITY_FULL=1 runs 100,000 cases per property.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseInvocation, UsageError, USAGE } from "../../src/committer/config.js";
+import { COMMITTER_ENV_VARS, parseInvocation, UsageError, USAGE } from "../../src/committer/config.js";
 
 const FULL = process.env.RELIABILITY_FULL === "1";
 const RUNS = FULL ? 100_000 : 2_000;
 
-const ENV_VARS = [
-  "CONTAINERD_SOCKET",
-  "CONTAINERD_NAMESPACE",
-  "CONTAINERD_ROOT",
-  "SNAPSHOT_REGISTRY_INSECURE",
-  "DOCKER_CONFIG",
-  "SNAPSHOT_COMPRESSION",
-  "SNAPSHOT_MAX_FREEZE_SECONDS",
-  "SNAPSHOT_SCRATCH_DIR",
-  "SNAPSHOT_SCRATCH_LIMIT_BYTES",
-  "SNAPSHOT_RESULT_PATH",
-  "SNAPSHOT_UID",
-  "SNAPSHOT_NAME",
-  "SNAPSHOT_NAMESPACE",
-  "IMAGE_COMMITTER_TAR",
-] as const;
+const ENV_VARS = COMMITTER_ENV_VARS;
 
 const VALID_ENV: Record<string, string> = {
   CONTAINERD_SOCKET: "/run/containerd/containerd.sock",
@@ -95,7 +80,7 @@ const ENV = fc.oneof(
 
 /** Where an error may point: an argument (by position) or one of the committer's variables. */
 function plausibleWhere(where: string): boolean {
-  return /^(<pod>|<namespace>|<container>|<container>:<imageRef>|argument \d+ <[a-z:<>A-Z]+>)$/.test(where) || (ENV_VARS as readonly string[]).includes(where);
+  return /^(<pod>|<namespace>|<container>|<container>:<imageRef>|argument \d+ <[a-z:<>A-Z]+>)$/.test(where) || ENV_VARS.includes(where);
 }
 
 const MAX_MESSAGE = 1_000 + USAGE.length;
