@@ -2,7 +2,7 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "coverage/**", "test/env/.cache/**", "**/*.mjs", "eslint.config.js"] },
+  { ignores: [".bench-tmp/**", "dist/**", "node_modules/**", "coverage/**", "test/env/.cache/**", "**/*.mjs", "eslint.config.js"] },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
