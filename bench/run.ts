@@ -9,7 +9,7 @@
 //   npm run bench -- --report          only re-render the report from bench/results/*.json
 //   npm run bench -- --realtime        hook fixed-rate steps under SCHED_FIFO (a machine of your own only)
 //
-// A quick run writes bench/results/quick-*.json and .bench-tmp/benchmarks-quick.md (and prints the
+// A quick run writes .bench-tmp/results/quick-*.json and .bench-tmp/benchmarks-quick.md (and prints the
 // report), leaving docs/benchmarks.md with the full run's figures.
 //
 // Benchmarks print figures and ratios; they assert nothing (no timed assertions in tests).
@@ -50,16 +50,22 @@ export interface Stored<T> {
 }
 
 const RESULTS = join(REPO_ROOT, "bench", "results");
+/** Quick runs' figures stay out of the repository (.bench-tmp/ is ignored). */
+const QUICK_RESULTS = join(REPO_ROOT, ".bench-tmp", "results");
+
+function resultsDir(name: string): string {
+  return name.startsWith("quick-") ? QUICK_RESULTS : RESULTS;
+}
 
 function load<T>(name: string): Stored<T> | undefined {
-  const p = join(RESULTS, `${name}.json`);
+  const p = join(resultsDir(name), `${name}.json`);
   if (!existsSync(p)) return undefined;
   return JSON.parse(readFileSync(p, "utf8")) as Stored<T>;
 }
 
 function save(name: string, v: Stored<unknown>): void {
-  mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, `${name}.json`), `${JSON.stringify(v, null, 1)}\n`);
+  mkdirSync(resultsDir(name), { recursive: true });
+  writeFileSync(join(resultsDir(name), `${name}.json`), `${JSON.stringify(v, null, 1)}\n`);
 }
 
 async function main(): Promise<void> {
@@ -70,7 +76,7 @@ async function main(): Promise<void> {
   const command = `npm run bench${extra.length > 0 ? ` -- ${extra.join(" ")}` : ""}`;
   const meta = (): RunMeta => ({ date: new Date().toISOString(), quick: args.quick, command, seconds: (performance.now() - started) / 1000 });
 
-  // A quick run keeps its figures apart (bench/results/quick-*.json, .bench-tmp/benchmarks-quick.md)
+  // A quick run keeps its figures apart (.bench-tmp/results/quick-*.json, .bench-tmp/benchmarks-quick.md)
   // so that docs/benchmarks.md keeps the full run's, unless --docs says otherwise.
   const prefix = args.quick && !args.docs ? "quick-" : "";
   let hook = load<HookResults>(`${prefix}hook`);
