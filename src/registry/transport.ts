@@ -2,6 +2,7 @@
 // timeout per attempt (reset while bytes flow), the caller's deadline and signal, retries with backoff
 // on connection errors, 429 and 5xx, and mapping of error answers to RegistryError.
 import { Authenticator, causeText } from "./auth.js";
+import { streamRequest } from "./stream-request.js";
 import { formatScope, parseChallenges, pickChallenge, type Scope } from "./challenge.js";
 import { RegistryError, type RegistryErrorKind, type Scrubber } from "./errors.js";
 import type { RegistryLogger } from "./log.js";
@@ -190,12 +191,12 @@ export class Transport {
           if (sentAuth !== undefined) headers.authorization = sentAuth;
         }
         const body = spec.body?.(wd.touch);
-        const init: RequestInit & { duplex?: "half" } = { method: spec.method, headers, signal: wd.signal, redirect: "manual" };
-        if (body !== undefined) {
-          init.body = body;
-          if (typeof body !== "string" && !(body instanceof Uint8Array)) init.duplex = "half";
-        }
-        let res = await fetch(url, init);
+        const init: RequestInit = { method: spec.method, headers, signal: wd.signal, redirect: "manual" };
+        if (typeof body === "string" || body instanceof Uint8Array) init.body = body;
+        let res =
+          body === undefined || typeof body === "string" || body instanceof Uint8Array
+            ? await fetch(url, init)
+            : await streamRequest(url, { method: spec.method, headers, signal: wd.signal }, body);
         wd.touch();
         // Follow redirects of reads (blob downloads may point at storage) without credentials.
         let hops = 0;
