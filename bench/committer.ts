@@ -5,13 +5,13 @@
 //   - the usual way: containers paused for the whole containerd Diff-service commit (pause, Diff with
 //     gzip, resume — what `nerdctl commit` and `docker commit` do);
 //   - the bound: tar | gzip | push of the same bytes with the registry client.
-// The freeze "as the sandbox feels it" is the longest stall of a heartbeat process inside each
-// container (bench/heartbeat.go), writing to a bind-mounted tmpfs directory outside the captured
-// filesystem.
-import { execFileSync, spawn } from "node:child_process";
+// The freeze "as the sandbox feels it" is the longest stall of a heartbeat process (bench/heartbeat.ts)
+// per container: a Node process on the host moved into the container's freezer cgroup, so pausing
+// the container stalls it, writing to a tmpfs directory outside the captured filesystem.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { chmodSync, copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -76,13 +76,46 @@ function buildCommitter(dir: string): string {
   return join(out, "committer", "cli.js");
 }
 
+/** bench/heartbeat.ts transpiled to plain JS (esbuild), so that no loader runs in the heartbeat. */
 function buildHeartbeat(dir: string): string {
-  const out = join(dir, "heartbeat");
-  execFileSync("go", ["build", "-o", out, join(REPO_ROOT, "bench", "heartbeat.go")], {
-    env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=mod" },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const out = join(dir, "heartbeat.js");
+  execFileSync(join(REPO_ROOT, "node_modules", ".bin", "esbuild"), [join(REPO_ROOT, "bench", "heartbeat.ts"), `--outfile=${out}`, "--format=esm", "--platform=node", "--log-level=warning"], { cwd: REPO_ROOT });
   return out;
+}
+
+/** The `cgroup.procs` of the cgroup that freezes a process when its container is paused: the v1
+ *  freezer controller's, else (v2) the unified hierarchy's. */
+function freezerProcs(pid: number): string {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n");
+  const v1 = lines.map((l) => l.split(":")).find((f) => f[1]?.split(",").includes("freezer") === true)?.[2];
+  if (v1 !== undefined && existsSync("/sys/fs/cgroup/freezer/cgroup.procs")) return join("/sys/fs/cgroup/freezer", v1, "cgroup.procs");
+  const v2 = lines.find((l) => l.startsWith("0::"))?.slice(3);
+  if (v2 !== undefined && existsSync("/sys/fs/cgroup/cgroup.controllers")) return join("/sys/fs/cgroup", v2, "cgroup.procs");
+  throw new Error(`no freezer cgroup for process ${pid}: ${lines.join(" ")}`);
+}
+
+/** Starts a heartbeat on the host and moves it into the cgroup of the container's task. */
+async function startHeartbeat(cd: Containerd, hb: string, id: string, logPath: string): Promise<ChildProcess> {
+  const info = (await cd.ctr(["tasks", "ls"])).split("\n").map((l) => l.trim().split(/\s+/)).find((f) => f[0] === id);
+  const taskPid = Number(info?.[1]);
+  if (!Number.isInteger(taskPid) || taskPid <= 0) throw new Error(`no task PID for container ${id}`);
+  const procs = freezerProcs(taskPid);
+  const child = spawn(process.execPath, [hb, logPath, "2"], { stdio: ["ignore", "ignore", "inherit"] });
+  if (child.pid === undefined) throw new Error(`heartbeat for ${id} did not start`);
+  writeFileSync(procs, String(child.pid));
+  const end = Date.now() + 10_000;
+  while (!existsSync(logPath) || !readFileSync(logPath, "utf8").startsWith("start ")) {
+    if (Date.now() > end || child.exitCode !== null) throw new Error(`heartbeat for ${id} did not start`);
+    await sleep(10);
+  }
+  return child;
+}
+
+async function stopHeartbeat(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGKILL");
+  await Promise.race([exited, sleep(5000)]);
 }
 
 /** A cgroup (v1 memory controller) with the Job's memory limit, or undefined where none can be made. */
@@ -171,6 +204,7 @@ interface BenchContainer {
   readonly name: string;
   readonly id: string;
   readonly hbLog: string;
+  readonly heartbeat: ChildProcess;
 }
 
 interface Pod {
@@ -187,30 +221,39 @@ async function startPod(cd: Containerd, hb: string, hbRoot: string, pod: string,
     const id = `${pod}-${name}-${++seq}`;
     const dir = join(hbRoot, id);
     mkdirSync(dir, { recursive: true });
-    copyFileSync(hb, join(dir, "heartbeat"));
-    chmodSync(join(dir, "heartbeat"), 0o755);
     const labels = {
       "io.kubernetes.pod.name": pod,
       "io.kubernetes.pod.namespace": NS,
       "io.kubernetes.container.name": name,
       "io.cri-containerd.kind": "container",
     };
-    const args = ["run", "-d", "--snapshotter", "overlayfs", "--mount", `type=bind,src=${dir},dst=/hb,options=rbind:rw`];
+    const args = ["run", "-d", "--snapshotter", "overlayfs"];
     for (const [k, v] of Object.entries(labels)) args.push("--label", `${k}=${v}`);
-    args.push(image, id, "/hb/heartbeat", "/hb/log", "2");
+    args.push(image, id, "/bin/sleep", "100000");
     await cd.ctr(args);
     const end = Date.now() + 10_000;
     while ((await taskStatus(cd, id)) !== "RUNNING") {
       if (Date.now() > end) throw new Error(`container ${id} did not start`);
       await sleep(50);
     }
-    containers.push({ name, id, hbLog: join(dir, "log") });
+    const hbLog = join(dir, "log");
+    try {
+      containers.push({ name, id, hbLog, heartbeat: await startHeartbeat(cd, hb, id, hbLog) });
+    } catch (e) {
+      await removeContainer(cd, id);
+      throw e;
+    }
   }
   return { name: pod, containers };
 }
 
 async function stopPod(cd: Containerd, pod: Pod): Promise<void> {
-  for (const c of pod.containers) await removeContainer(cd, c.id);
+  for (const c of pod.containers) {
+    // thawed first: a frozen heartbeat cannot exit, and runc cannot remove a cgroup with it inside
+    await cd.ctr(["tasks", "resume", c.id]).catch(() => undefined);
+    await stopHeartbeat(c.heartbeat);
+    await removeContainer(cd, c.id);
+  }
 }
 
 /** Longest heartbeat stall (ms) overlapping [fromMs, toMs] (wall clock), over the pod's containers. */
@@ -548,7 +591,7 @@ async function measureSecond(env: Env, scale: number, image: string): Promise<Se
 }
 
 export async function benchCommitter(opts: { quick: boolean }): Promise<CommitterResults> {
-  const missing = missingComponents(["containerd", "runc", "ctr", "tar", "docker-registry", "go"]);
+  const missing = missingComponents(["containerd", "runc", "ctr", "tar", "docker-registry"]);
   if (missing !== undefined) throw new Error(`committer benchmark: ${missing}`);
   const scale = opts.quick ? 1 / 16 : 1;
   const before = loadavg()[0] ?? Number.NaN;

@@ -272,9 +272,10 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
   out.push(
     [
       "Set-up (bench/committer.ts): the integration test bed — containerd with its own root and socket, runc, the",
-      "busybox base image built locally, the real registry — all on loopback. Each sandbox container runs a",
-      "**heartbeat** (bench/heartbeat.go, a static Go binary) as its main process: it wakes every millisecond and",
-      "appends every stall longer than 2 ms to a file in a bind-mounted tmpfs directory (outside the captured",
+      "busybox base image built locally, the real registry — all on loopback. Each sandbox container (busybox",
+      "`sleep`) gets a **heartbeat** (bench/heartbeat.ts): a Node process on the host, moved into the container's",
+      "freezer cgroup right after the container starts, so pausing the container freezes it too. It wakes every",
+      "millisecond and appends every stall longer than 2 ms to a file in a tmpfs directory (outside the captured",
       "filesystem). *Freeze felt* is the longest stall any container of the pod saw while a commit ran — what the",
       "sandbox feels, pause and resume included.",
       "",
