@@ -417,37 +417,26 @@ machine; re-check them after changes to the code they name.
 
 ### Committer
 
-**Changed after the full run above** (re-run \`npm run bench -- --only=committer\` to refresh the tables):
-the upload no longer buffers — streamed bodies go over node:http(s) with backpressure (a 256 MiB push
-now grows RSS by ~3 MiB instead of ~250 MiB; test/integration/registry-streaming.test.ts), which removes
-the 1 GiB OOM below; and the layer is written through a 4 MiB stream buffer, which cut the capture of a
-1,000-file upper directory (inside the freeze) from a median 55 ms to 37 ms on this machine. The
-findings below describe the code as measured.
+The committer tables above were measured after two fixes that the first full run led to: uploads
+stream (streamed bodies go over node:http(s) with backpressure — before, Node 20's fetch held the whole
+blob, and a 1 GiB layer was OOM-killed under the Job's 512 MiB; now peak RSS is 93–97 MiB whatever the
+layer size, and test/integration/registry-streaming.test.ts guards it), and the captured layer is written
+through a 4 MiB stream buffer (capture of a 1,000-file upper directory: median 55 → 37 ms here).
 
-
-- **It does not stream the upload, and a 1 GiB layer is killed under the Job's 512 MiB.**
-  \`RegistryClient.pushBlob(repo, { path })\` (src/registry) holds the whole blob in memory. Pushing a
-  300 MiB file alone peaks at 301 MiB of ArrayBuffers, even with a forced GC every 10 ms, so the memory is
-  still referenced, not waiting for collection. Gzip compression streams (a 300 MiB layer compresses with a
-  +40 MiB peak). So the committer's peak RSS is about 90 MiB plus its largest compressed layer: 338 MiB for
-  250 MiB, OOM-killed for 1 GiB (551 MiB peak under the 512 MiB cgroup, after a 3.3 s freeze). The fix belongs in the upload body path (the \`CountingBody\` / fetch
-  streaming in src/registry/client.ts and transport.ts); the Diff-service baseline has no such limit.
-- **Freezes with many entries are dominated by rewriting the tar in Node, not by reading.** In rows
-  (a) and (d) our freeze is 1.0–2.8× the cold read and 1.1–1.6× the Diff service's. With a warm cache,
-  for the 1,000-file upper directory, plain \`tar | cat\` takes 14–25 ms against 62–85 ms for
-  \`captureUpperdir\`; pause takes 7–12 ms and resume 7–145 ms under load. A profile of
-  \`captureUpperdir\` shows file writes for every tar header, body and padding block (\`writeBuffers\` +
-  \`writeBuffer\` ≈ 16 %), the tar spawn, GC ≈ 8 %, and the tar codec (\`ustar\`, \`readTar\`) ≈ 5 %.
-  Batching the output into writes of ~1 MiB, and awaiting less per entry, in src/committer/layer.ts
-  should bring it close to tar's own time.
-- **For large layers our freeze is 4–6× shorter than the Diff service's (ratio 0.17–0.25), and
-  1.1–1.9× the cold read.** The 1/5 target is met for (c) and narrowly missed for (b) (0.21, 0.25). The
-  1.5× target is met for (c) with one container and missed by a little for the others. The ours-to-floor
+- **Freezes with many small entries miss both targets.** In rows (a) and (d) our freeze is 1.9–5.4× the
+  cold read and 0.87–1.33× the Diff service's (~180–390 ms felt). Part of it is fixed cost inside the
+  freeze — pausing and resuming every container through containerd (7–12 ms each, more under load) and
+  starting GNU tar — and part is rewriting many small tar entries in Node (37 ms for 1,000 files on a
+  warm cache, against ~10 ms for tar alone); the split was not measured after the write batching. A
+  profile taken before it showed per-piece file writes (~16 %), the tar spawn, GC (~8 %) and the tar
+  codec (~5 %); fewer awaits per entry in src/committer/layer.ts is the next step.
+- **For large layers our freeze is 6–8× shorter than the Diff service's (ratio 0.12–0.17) and 0.6–1.3×
+  the cold read**: both targets are met for (b) and (c), one and three containers. The ours-to-floor
   ratio includes writing the uncompressed layer to the scratch volume, which the floor (a read into a
   pipe) does not. "Cold" means cold in this virtual machine: the host may still cache the virtual disk.
-- **End to end, the large layers that completed ((b), (c) with three containers) are within 1.2× of the bound; small ones are dominated by fixed costs.**
-  Those are Node's start-up (~90 ms), the containerd look-ups and checks, the base image's layer push on
-  the first snapshot of a repository, and the manifest.
+- **End to end, (c) is within 1.2× of the bound (0.99–1.02×) and (b) just over it (1.20–1.21×); small
+  layers are dominated by fixed costs**: Node's start-up (~90 ms), the containerd look-ups and checks, the base
+  image's layer push on the first snapshot of a repository, and the manifest.
 - nerdctl could not be built here (the module proxy answers 403 for it), so the Diff-service run — what
   \`nerdctl commit\` does — is the only "usual way" baseline.
 `;
