@@ -5,10 +5,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryClient, RegistryError, type RegistryLogger } from "../../src/registry/index.js";
+import { RegistryClient, type RegistryLogger } from "../../src/registry/index.js";
 import { missingComponents } from "../support/components.js";
 import { makeTestLayer, pushTestImage } from "../support/registry-image.js";
-import { startRegistry, type TestRegistry, writeDockerConfig } from "../support/registry.js";
+import { rejection, startRegistry, type TestRegistry, writeDockerConfig } from "../support/registry.js";
 
 const missing = missingComponents(["docker-registry", "htpasswd", "openssl"]);
 
@@ -27,16 +27,6 @@ function recordingLogger(): RegistryLogger & { lines: string[] } {
     lines.push(`${level} ${msg} ${JSON.stringify(obj)}`);
   };
   return { lines, debug: rec("debug"), info: rec("info"), warn: rec("warn") };
-}
-
-async function rejection(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RegistryError) return e;
-    throw e;
-  }
-  throw new Error("expected a RegistryError, the call succeeded");
 }
 
 function expectNoSecret(texts: readonly string[], extra: readonly string[] = []): void {

@@ -9,21 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { RegistryClient, RegistryError, sha256Digest } from "../../src/registry/index.js";
+import { RegistryClient, sha256Digest } from "../../src/registry/index.js";
 import { missingComponents } from "../support/components.js";
-import { startRegistry, type TestRegistry } from "../support/registry.js";
+import { rejection, startRegistry, type TestRegistry } from "../support/registry.js";
 
 const missing = missingComponents(["docker-registry"]);
-
-async function rejection(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RegistryError) return e;
-    throw e;
-  }
-  throw new Error("expected a RegistryError, the call succeeded");
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRegistryError, parseImageReference, RegistryError, sha256Digest } from "../../src/registry/index.js";
 import { missingComponents } from "../support/components.js";
 import { makeTestLayer, pushTestImage } from "../support/registry-image.js";
-import { startRegistry, type TestRegistry } from "../support/registry.js";
+import { rejection, startRegistry, type TestRegistry } from "../support/registry.js";
 
 const missing = missingComponents(["docker-registry"]);
 
@@ -17,16 +17,6 @@ async function readAll(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of stream) parts.push(c as Buffer);
   return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RegistryError) return e;
-    throw e;
-  }
-  throw new Error("expected a RegistryError, the call succeeded");
 }
 
 describe.skipIf(missing)("registry client against the real registry", () => {

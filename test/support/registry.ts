@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { RegistryClient, type RegistryClientOptions } from "../../src/registry/index.js";
+import { RegistryClient, RegistryError, type RegistryClientOptions } from "../../src/registry/index.js";
 import { startTokenIssuer, type TokenIssuer, type TokenIssuerOptions } from "./registry-token-issuer.js";
 import { which } from "./components.js";
 
@@ -265,4 +265,15 @@ export function writeDockerConfig(dir: string, registry: string, entry: { userna
   auths[registry] = e;
   writeFileSync(join(dir, "config.json"), JSON.stringify({ auths }), { mode: 0o600 });
   return dir;
+}
+
+/** The RegistryError a call fails with; fails the test when it succeeds or throws anything else. */
+export async function rejection(p: Promise<unknown>): Promise<RegistryError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RegistryError) return e;
+    throw e;
+  }
+  throw new Error("expected a RegistryError, the call succeeded");
 }
