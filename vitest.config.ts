@@ -10,6 +10,9 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          // A guard, not a speed target: some unit tests spawn tsx or kubectl, which takes many seconds on a
+          // loaded 2-core machine (5 s, vitest's default, timed out there).
+          testTimeout: 150_000,
         },
       },
       {

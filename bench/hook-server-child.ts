@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     const config = benchConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0" });
     // Logs go where the Deployment sends them (stdout, here /dev/null), at the configured level.
     const log = pino({ level: config.logLevel, base: { component: "sandbox-snapshot-hooks" } });
-    const server = await startServer(config, { log });
+    const server = await startServer(config, { log, clock: () => new Date() });
     port = server.hookPort;
   } else if (mode === "echo") {
     const app = express();

@@ -37,7 +37,8 @@ export interface ServerDeps {
   log: Logger;
   metrics: Metrics;
   kube?: KubeAccess | undefined;
-  clock?: () => Date;
+  /** Where "now" comes from. Required so a test always decides the time its fixtures are judged by. */
+  clock: () => Date;
   cleanup?: CleanupRunner;
 }
 
@@ -99,7 +100,7 @@ function transitionEvent(prev: SandboxSnapshotStatus | undefined, next: SandboxS
 
 export function createHookApp(deps: ServerDeps): express.Express {
   const { config, metrics } = deps;
-  const clock = deps.clock ?? ((): Date => new Date());
+  const { clock } = deps;
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -304,11 +305,11 @@ function closeServer(server: Server, graceMs = 10_000): Promise<void> {
 
 export async function startServer(
   config: ControllerConfig,
-  opts: { log?: Logger; kube?: KubeAccess | undefined; clock?: () => Date; cleanup?: CleanupRunner } = {},
+  opts: { clock: () => Date; log?: Logger; kube?: KubeAccess | undefined; cleanup?: CleanupRunner },
 ): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: config.logLevel });
   const metrics = createMetrics();
-  const hookApp = createHookApp({ config, log, metrics, kube: opts.kube, ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.cleanup ? { cleanup: opts.cleanup } : {}) });
+  const hookApp = createHookApp({ config, log, metrics, kube: opts.kube, clock: opts.clock, ...(opts.cleanup ? { cleanup: opts.cleanup } : {}) });
   const hookServer = await listen(hookApp, config.hookListen.host, config.hookListen.port);
   // Metacontroller keeps connections alive; a bit longer than its idle timeout avoids reset races.
   hookServer.keepAliveTimeout = 65_000;

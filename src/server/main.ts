@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const server = await startServer(config, { log, kube, cleanup });
+  const server = await startServer(config, { log, kube, cleanup, clock: () => new Date() });
   log.info(
     { hook: `${config.hookListen.host}:${server.hookPort}`, metrics: `${config.metricsListen.host}:${server.metricsPort}`, registry: config.registry },
     "hook server listening",

@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContainerdClient } from "../../src/containerd/client.js";
 import { missingComponents } from "../support/components.js";
+import { STARTUP_BUDGET_MS } from "../support/budgets.js";
 import { exec, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
 import { startDelayProxy, type DelayProxy } from "../support/delay-proxy.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
@@ -343,7 +344,7 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
   async function startContainerdAgain(): Promise<void> {
     const logFd = openSync(join(cd.dir, "containerd.log"), "a");
     containerdProc = spawn("containerd", ["--config", join(cd.dir, "config.toml")], { stdio: ["ignore", logFd, logFd] });
-    const end = Date.now() + 15_000;
+    const end = Date.now() + STARTUP_BUDGET_MS;
     for (;;) {
       try {
         await cd.ctr(["version"], { timeoutMs: 2000 });

@@ -20,6 +20,7 @@ import { loadConfig } from "../../src/config/config.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import { createCleanupRunner, type CleanupRegistry } from "../../src/server/cleanup-runner.js";
 import type { KubeAccess } from "../../src/server/kube.js";
+import { t0 } from "../support/fixtures.js";
 import { createPoster, fixtureRequests, hookRequest, type RawRequest, type RawResponse } from "../support/hook-fuzz.js";
 
 const FULL = process.env.RELIABILITY_FULL === "1";
@@ -167,7 +168,7 @@ describe("reliability: the hook server never crashes on any input", () => {
     });
     const log = pino({ level: "debug" }, sink);
     const cleanup = await createCleanupRunner(config, { log, clientFor: () => registry, budgetMs: 2000 });
-    server = await startServer(config, { log, kube, cleanup });
+    server = await startServer(config, { log, kube, cleanup, clock: () => t0 });
   });
   afterAll(async () => {
     await server.close();

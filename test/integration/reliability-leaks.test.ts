@@ -189,6 +189,9 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     expect(c2.status.containers?.[0]?.imageUri).toBe(c1.status.containers?.[0]?.imageUri);
     const done = await deleteSnapshot(second, c2.status, true);
     expect(done.status.cleanup?.state).toBe("Done");
+    // deleteSnapshot may leave the registry stopped (outages at random calls): bring it back, and wait
+    // until it answers, before reading it.
+    await ensureUp();
     const img = first.images[0] as PushedImage;
     expect(await client.headManifest(img.repository, img.digest), "the first snapshot's retained manifest was deleted").toBeDefined();
     expect(await client.resolveTag(img.repository, img.tag)).toBe(img.digest);

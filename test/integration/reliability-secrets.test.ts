@@ -20,7 +20,7 @@ import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import type { KubeAccess } from "../../src/server/kube.js";
 import { missingComponents } from "../support/components.js";
 import { removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
-import { job, jobPod, NS, pod, request, snapshot, withStatus } from "../support/fixtures.js";
+import { job, jobPod, NS, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
 import { startRegistry, writeDockerConfig, type TestRegistry } from "../support/registry.js";
 
 const missing = missingComponents(["containerd", "runc", "ctr", "docker-registry", "openssl", "tar"]);
@@ -143,7 +143,7 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
       });
       const log = pino({ level: "debug" }, logs);
       const cleanup = await createCleanupRunner(config, { log, budgetMs: 3000 });
-      const server = await startServer(config, { log, kube, cleanup });
+      const server = await startServer(config, { log, kube, cleanup, clock: () => t0 });
       return { server, url: `http://127.0.0.1:${server.hookPort}` };
     };
     const call = async (url: string, hook: string, body: unknown): Promise<SyncResponse> => {

@@ -132,7 +132,8 @@ export async function startE2E(opts: E2EOptions = {}): Promise<E2E> {
     );
     const kube = createKubeAccess(cluster.kc);
     const cleanup = await createCleanupRunner(config, { log });
-    hooks = await startServer(config, { log, kube, cleanup });
+    // The API server stamps real times on the objects it serves: decide with the real clock.
+    hooks = await startServer(config, { log, kube, cleanup, clock: () => new Date() });
     await cluster.apply([compositeControllerFor(hooks.hookPort)]);
     const running = hooks;
     return {

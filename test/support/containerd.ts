@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { BASE_IMAGE, buildBaseImage } from "./base-image.js";
+import { CONTAINER_START_BUDGET_MS, STARTUP_BUDGET_MS } from "./budgets.js";
 
 const run = promisify(execFile);
 
@@ -175,7 +176,7 @@ export async function startContainerd(): Promise<Containerd> {
       });
       return r.stdout;
     };
-    await waitFor(async () => existsSync(socket) && (await ctr(["version"], { timeoutMs: 2000 })).includes("Server"), 15_000, `containerd at ${socket}`);
+    await waitFor(async () => existsSync(socket) && (await ctr(["version"], { timeoutMs: 2000 })).includes("Server"), STARTUP_BUDGET_MS, `containerd at ${socket}`);
     const image = await buildBaseImage(BASE_IMAGE);
     const tarPath = join(dir, "base-image.tar");
     writeFileSync(tarPath, image.tar);
@@ -244,7 +245,7 @@ export async function runContainer(cd: Containerd, pod: string, namespace: strin
   for (const [k, v] of Object.entries(labels)) args.push("--label", `${k}=${v}`);
   args.push(opts.image ?? cd.baseImage, id, ...(opts.command ?? ["/bin/sleep", "100000"]));
   await cd.ctr(args);
-  await waitFor(async () => (await taskStatus(cd, id)) === "RUNNING", 10_000, `container ${id} to run`);
+  await waitFor(async () => (await taskStatus(cd, id)) === "RUNNING", CONTAINER_START_BUDGET_MS, `container ${id} to run`);
   return id;
 }
 

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { RegistryClient, RegistryError, type RegistryClientOptions } from "../../src/registry/index.js";
+import { STARTUP_BUDGET_MS } from "./budgets.js";
 import { startTokenIssuer, type TokenIssuer, type TokenIssuerOptions } from "./registry-token-issuer.js";
 import { which } from "./components.js";
 
@@ -115,7 +116,7 @@ export function htpasswdLines(users: Readonly<Record<string, string>>): string {
 }
 
 async function waitReady(httpUrl: string, proc: ChildProcess, logPath: string): Promise<void> {
-  const until = Date.now() + 15_000;
+  const until = Date.now() + STARTUP_BUDGET_MS;
   while (Date.now() < until) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
       throw new Error(`docker-registry exited (${proc.exitCode ?? proc.signalCode ?? "?"}) during start-up:\n${tail(logPath)}`);
@@ -129,7 +130,7 @@ async function waitReady(httpUrl: string, proc: ChildProcess, logPath: string): 
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`docker-registry did not answer on ${httpUrl} within 15 s:\n${tail(logPath)}`);
+  throw new Error(`docker-registry did not answer on ${httpUrl} within ${STARTUP_BUDGET_MS / 1000} s:\n${tail(logPath)}`);
 }
 
 function tail(path: string): string {

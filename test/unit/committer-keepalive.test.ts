@@ -28,7 +28,7 @@ process.stdout.write("thawed " + state.get("c1") + "\\n");
 
 describe("committer: a freeze keeps the process alive", () => {
   it("finishes pausing and resuming even when containerd's answers hold no reference on the event loop", () => {
-    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", SCRIPT], { cwd: ROOT, encoding: "utf8", timeout: 30_000 });
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", SCRIPT], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe("paused\nthawed RUNNING\n");
     expect(r.status).toBe(0);

@@ -80,7 +80,7 @@ describe("SandboxSnapshot CRD", () => {
   });
 
   it("generated files are current", () => {
-    const r = spawnSync(process.execPath, ["--import", "tsx", "scripts/generate.ts", "--check"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync(process.execPath, ["--import", "tsx", "scripts/generate.ts", "--check"], { cwd: root, encoding: "utf8", timeout: 120_000 });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
   });

@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 async function start(opts: Partial<Parameters<typeof startServer>[1]> = {}): Promise<{ hooks: string; metrics: string }> {
-  server = await startServer(config, { log: pino({ level: "silent" }), ...opts });
+  server = await startServer(config, { log: pino({ level: "silent" }), clock: () => t0, ...opts });
   return { hooks: `http://127.0.0.1:${server.hookPort}`, metrics: `http://127.0.0.1:${server.metricsPort}` };
 }
 

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Pod } from "../../src/api/types.js";
 import { loadConfig } from "../../src/config/config.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
-import { batchSandbox, pod, request, snapshot } from "../support/fixtures.js";
+import { batchSandbox, pod, request, snapshot, t0 } from "../support/fixtures.js";
 
 const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
 
@@ -22,7 +22,7 @@ describe("hook server: related Pods are validated", () => {
     ["a node name that is not a string", (p: Pod) => ({ ...p, spec: { ...p.spec, nodeName: 7 } }), "/spec/nodeName"],
     ["a container name that is a number", (p: Pod) => ({ ...p, spec: { ...p.spec, containers: [{ name: 1 }] } }), "/spec/containers/0/name"],
   ])("answers 400, not 500, for a related Pod with %s", async (_name, breakPod, path) => {
-    server = await startServer(config, { log: pino({ level: "silent" }) });
+    server = await startServer(config, { log: pino({ level: "silent" }), clock: () => t0 });
     const url = `http://127.0.0.1:${server.hookPort}`;
     const good = request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] });
     const bad = JSON.parse(JSON.stringify(good)) as { related: Record<string, Record<string, Pod>> };
