@@ -227,7 +227,7 @@ describe("reliability: the hook server never crashes on any input", () => {
     }
     const health = await fetch(`http://127.0.0.1:${server.hookPort}/healthz`);
     expect(health.status).toBe(200);
-  }, FULL ? 3_600_000 : 120_000);
+  }, FULL ? 3_600_000 : 600_000); // a guard against hangs, not a speed target: 3,000 requests take minutes on a loaded 2-core machine
 
   it.each([
     ["nesting a million levels deep", () => Buffer.from(`${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}`)],
