@@ -203,6 +203,7 @@ export async function commit(
     pod,
     namespace,
     targets.map((t) => t.container),
+    s.podUid,
   );
   for (const host of snapshotHosts) {
     const reg = await registries.get(host);

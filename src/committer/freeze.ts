@@ -100,6 +100,8 @@ export class Freezer {
    */
   async freeze(): Promise<void> {
     active.add(this);
+    // the process stays alive while the records are taken, as during the freeze (see the watchdog)
+    const hold = setInterval(() => undefined, 60_000);
     try {
       await this.ownership.acquire(this.ids);
       if (this.thawing !== undefined) throw new Error("the containers were resumed while they were being paused (interrupted)");
@@ -112,6 +114,7 @@ export class Freezer {
     } catch (e) {
       await this.ownership.release();
       active.delete(this);
+      clearInterval(hold);
       throw e;
     }
     this.startedAt = performance.now();
@@ -120,6 +123,7 @@ export class Freezer {
       this.abort.abort(new WatchdogExpired(this.maxFreezeMs / 1000));
       void this.thaw().catch(() => undefined);
     }, this.maxFreezeMs);
+    clearInterval(hold);
     // Referenced on purpose: while containers are frozen this timer keeps the process alive. grpc-js can
     // leave its connection unreferenced with a call in flight; with an unreferenced watchdog the event
     // loop then empties and Node exits (code 0, no result) leaving the containers paused. doThaw clears it.

@@ -17,8 +17,12 @@ export const LABEL_FREEZE_CONTAINER = "sandbox.opensandbox.io/freeze-container";
 export const LABEL_FREEZE_EXPIRES = "sandbox.opensandbox.io/freeze-expires";
 const LABEL_GC_EXPIRE = "containerd.io/gc.expire";
 
-/** Added to the holder's watchdog bound: resume retries and release take a few seconds at worst. */
-export const RECORD_MARGIN_MS = 30_000;
+/**
+ * Added to the holder's watchdog bound: its resume retries and the release take seconds. Safety does
+ * not rest on it (a stale record is only replaced on a running container, and a late holder never
+ * deletes); it only decides how soon a waiting commit gives up on a holder that was killed.
+ */
+export const RECORD_MARGIN_MS = 10_000;
 /** containerd's garbage collector removes a record this long after its release time (never while useful). */
 const RECORD_RETENTION_MS = 24 * 60 * 60 * 1000;
 /** A holder deletes its record only this long before the release time; later it lets it go stale. */
