@@ -104,7 +104,7 @@ export class Freezer {
     const hold = setInterval(() => undefined, 60_000);
     try {
       await this.ownership.acquire(this.ids);
-      if (this.thawing !== undefined) throw new Error("the containers were resumed while they were being paused (interrupted)");
+      if (this.interrupted()) throw new Error("the containers were resumed while they were being paused (interrupted)");
       for (const id of this.ids) {
         const status = await this.client.taskStatus(id);
         if (status === "PAUSED" || status === "PAUSING") {
@@ -157,7 +157,12 @@ export class Freezer {
       throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
     }
     if (this.abort.signal.aborted) throw this.abort.signal.reason as Error;
-    if (this.thawing !== undefined) throw new Error("the containers were resumed while they were being paused (interrupted)");
+    if (this.interrupted()) throw new Error("the containers were resumed while they were being paused (interrupted)");
+  }
+
+  /** A thaw has started (a signal, the watchdog): read through a call, as it changes across awaits. */
+  private interrupted(): boolean {
+    return this.thawing !== undefined;
   }
 
   /** Resumes every container this freezer paused; idempotent, retried while containerd is unreachable. */

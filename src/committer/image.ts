@@ -100,7 +100,8 @@ export async function loadBaseImage(client: ContainerdClient, name: string, plat
       throw new BaseImageError(`base image ${name} has no manifest for ${matcher.describe} (its index lists: ${listed || "nothing"})`);
     }
     manifestDesc = { digest: match.digest, media_type: match.mediaType };
-    unplatformed = match.platform === undefined || match.platform === null;
+    // JSON null counts as absent, as in containerd
+    unplatformed = !match.platform;
   }
   const manifest = parseJson(await readBlob(client, manifestDesc, `manifest of ${name}`), `manifest of ${name}`) as ImageManifest;
   if (!Array.isArray(manifest.layers) || typeof manifest.config !== "object") {

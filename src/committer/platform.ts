@@ -113,12 +113,12 @@ export function format(p: RawPlatform): string {
  * sort, so index order breaks ties), those without a platform last; only the first candidate is used.
  * An entry without a platform must then be checked against its config's os/architecture.
  */
-export function pickIndexEntry<D extends { readonly platform?: RawPlatform | undefined }>(
+export function pickIndexEntry<D extends { readonly platform?: RawPlatform | null | undefined }>(
   entries: readonly D[],
   m: PlatformMatcher,
 ): D | undefined {
   const candidates = entries
-    .map((d, i) => ({ d, i, rank: d.platform === undefined || d.platform === null ? Infinity : m.rank(d.platform) }))
+    .map((d, i) => ({ d, i, rank: d.platform ? m.rank(d.platform) : Infinity }))
     .filter((c) => c.rank !== -1);
   candidates.sort((a, b) => a.rank - b.rank || a.i - b.i);
   return candidates[0]?.d;
