@@ -103,7 +103,7 @@ export class Freezer {
     // the process stays alive while the records are taken, as during the freeze (see the watchdog)
     const hold = setInterval(() => undefined, 60_000);
     try {
-      await this.ownership.acquire(this.ids);
+      await this.ownership.acquire(this.ids, () => this.interrupted());
       if (this.interrupted()) throw new Error("the containers were resumed while they were being paused (interrupted)");
       for (const id of this.ids) {
         const status = await this.client.taskStatus(id);

@@ -180,10 +180,12 @@ export class FreezeOwnership {
    * deadlock). Waits at most `waitMs`; throws FreezeBusy then, or PausedByOther for a container left
    * frozen by a commit that stopped.
    */
-  async acquire(containerIds: readonly string[]): Promise<void> {
+  async acquire(containerIds: readonly string[], stopped: () => boolean = () => false): Promise<void> {
     const started = this.now();
     const ids = [...new Set(containerIds)].sort();
     for (let round = 0; ; round++) {
+      // interrupted (a signal) while waiting: take nothing more
+      if (stopped()) throw new Error("interrupted while waiting for another commit's freeze to end");
       const blocker = await this.tryAll(ids);
       if (blocker === undefined) return;
       const waited = this.now() - started;

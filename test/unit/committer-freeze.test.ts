@@ -144,6 +144,21 @@ describe("Freezer", () => {
     expect(t.all()).toEqual(["RUNNING"]);
   });
 
+  it("a signal while waiting for another commit's freeze stops the wait and takes no record", async () => {
+    const t = new FakeTasks(["a"]);
+    const first = new Freezer(t.client(), ["a"], 10_000, () => undefined, { owner: "uid-A" });
+    await first.freeze();
+    const second = new Freezer(t.client(), ["a"], 10_000, () => undefined, { owner: "uid-B" });
+    const waiting = expect(second.freeze()).rejects.toThrow(/interrupted/);
+    await new Promise((r) => setTimeout(r, 150));
+    await second.thaw(); // what thawAll() does on SIGTERM
+    await waiting;
+    expect(t.all()).toEqual(["PAUSED"]);
+    expect(t.leases.get(recordId("a"))?.["sandbox.opensandbox.io/freeze-owner"]).toBe("uid-A");
+    await first.thaw();
+    expect(t.all()).toEqual(["RUNNING"]);
+  });
+
   it("gives up waiting after the bound with an error naming the other snapshot, having paused nothing", async () => {
     const t = new FakeTasks(["a", "b"]);
     const first = new Freezer(t.client(), ["b"], 10_000, () => undefined, { owner: "uid-A", names: new Map([["b", "side"]]) });
