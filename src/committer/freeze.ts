@@ -194,15 +194,14 @@ export class Freezer {
     const ours = this.ids.filter((id) => this.ownership.holds(id) && !this.foreign.has(id));
     await Promise.all(
       ours.map(async (id) => {
-        // the check before thaw: our record still ours, the container still paused
+        // the check before thaw: our record still ours, the container still paused (one round trip)
         try {
-          const rec = await this.ownership.read(id);
+          const [rec, status] = await Promise.all([this.ownership.read(id), this.client.taskStatus(id)]);
           if (rec !== undefined && rec.token !== this.ownership.token) {
             this.ownership.keep(id);
             broken.push(`the freeze record of container ${this.name(id)} was taken over by another commit (snapshot ${rec.owner || "without UID"}); not resumed by us`);
             return;
           }
-          const status = await this.client.taskStatus(id);
           if (this.paused.includes(id) && status !== "PAUSED" && status !== "PAUSING") {
             broken.push(`container ${this.name(id)} was resumed by someone else during the freeze (${status ?? "no task"})`);
             return;
