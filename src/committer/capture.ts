@@ -22,6 +22,8 @@ export interface CaptureSettings {
   readonly overlayParamsDir?: string;
   /** GNU tar (default `tar` on PATH). */
   readonly tarCommand?: string;
+  /** The snapshot UID recorded as the owner of the freeze (./ownership.ts). */
+  readonly freezeOwner?: string | undefined;
 }
 
 /** A captured, uncompressed layer: on the scratch volume, or in containerd's content store. */
@@ -170,6 +172,7 @@ export async function capture(
     targets.map((t) => t.id),
     s.maxFreezeSeconds * 1000,
     log,
+    { owner: s.freezeOwner, names: new Map(targets.map((t) => [t.id, t.name])) },
   );
   const written: string[] = [];
   const layers: CapturedLayer[] = [];

@@ -83,8 +83,9 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: C
   const client = new ContainerdClient({ socket: s.containerdSocket, namespace: s.containerdNamespace });
   try {
     if (inv.mode === "unpause") {
-      const r = await unpause(client, inv.pod, inv.namespace, inv.containers);
+      const r = await unpause(client, inv.pod, inv.namespace, inv.containers, s.snapshotUid ?? "");
       log.info(`unpause ${inv.namespace}/${inv.pod}: resumed [${r.resumed.join(", ")}], already running [${r.running.join(", ")}], not found [${r.missing.join(", ")}]`);
+      for (const n of r.notOurs) log.warn(`left paused: ${n}`);
       writeResult(s.resultPath, { containers: [], freezeMillis: 0 }, io);
       return 0;
     }

@@ -17,6 +17,7 @@ import { compressLayer, type CompressedBlob } from "./compress.js";
 import type { CommitTarget, CommitterSettings } from "./config.js";
 import { assembleImage, BaseImageError, loadBaseImage, type BaseImage } from "./image.js";
 import { findTargets, podContainerAttempts, type TargetContainer } from "./lookup.js";
+import { FreezeOwnership, NOT_A_COMMIT } from "./ownership.js";
 
 export interface Log {
   info(msg: string): void;
@@ -202,6 +203,7 @@ export async function commit(
     pod,
     namespace,
     targets.map((t) => t.container),
+    s.podUid,
   );
   for (const host of snapshotHosts) {
     const reg = await registries.get(host);
@@ -225,6 +227,7 @@ export async function commit(
         maxFreezeSeconds: s.maxFreezeSeconds,
         containerdRoot: s.containerdRoot,
         tarCommand: s.tarCommand,
+        freezeOwner: s.snapshotUid,
       },
       lease,
       (m) => {
@@ -264,16 +267,25 @@ export interface UnpauseOutcome {
   readonly resumed: string[];
   readonly running: string[];
   readonly missing: string[];
+  /** Paused, but not by a commit of this snapshot: left paused, with the reason. */
+  readonly notOurs: string[];
 }
 
-/** Resumes the named containers of a pod where paused. Missing or stopped containers are reported, not errors. */
+/**
+ * Resumes the named containers of a pod that a commit of this snapshot (`owner`, the SNAPSHOT_UID;
+ * "" for commits run without one) froze, as its freeze records say — including a commit that was
+ * killed mid-freeze. Containers paused by anyone else are left paused and reported. Missing or
+ * stopped containers are reported, not errors.
+ */
 export async function unpause(
   client: ContainerdClient,
   pod: string,
   namespace: string,
   names: readonly string[],
+  owner = "",
 ): Promise<UnpauseOutcome> {
-  const out: UnpauseOutcome = { resumed: [], running: [], missing: [] };
+  const out: UnpauseOutcome = { resumed: [], running: [], missing: [], notOurs: [] };
+  const records = new FreezeOwnership(client, owner, { lifetimeMs: 0, waitMs: 0 });
   for (const name of names) {
     const attempts = await podContainerAttempts(client, pod, namespace, name);
     const paused = attempts.filter((a) => a.status === "PAUSED" || a.status === "PAUSING");
@@ -281,14 +293,24 @@ export async function unpause(
       (attempts.some((a) => a.status === "RUNNING") ? out.running : out.missing).push(name);
       continue;
     }
+    let resumed = false;
     for (const a of paused) {
+      const rec = await records.read(a.container.id);
+      if (rec?.owner !== owner) {
+        const reason = rec === undefined ? NOT_A_COMMIT.replace("<id>", a.container.id) : `frozen by ${rec.owner === "" ? "a commit run without SNAPSHOT_UID" : `the commit of snapshot ${rec.owner}`}, not this one`;
+        out.notOurs.push(`${name} (${a.container.id}): ${reason}`);
+        continue;
+      }
       try {
         await client.resume(a.container.id);
       } catch (e) {
         if ((await client.taskStatus(a.container.id)) === "PAUSED") throw e;
       }
+      // resumed: the record has served its purpose
+      await client.deleteLease(rec.id).catch(() => undefined);
+      resumed = true;
     }
-    out.resumed.push(name);
+    if (resumed) out.resumed.push(name);
   }
   return out;
 }

@@ -37,6 +37,8 @@ export interface CommitterSettings {
   readonly snapshotUid: string | undefined;
   readonly snapshotName: string | undefined;
   readonly snapshotNamespace: string | undefined;
+  /** The source pod's UID (SNAPSHOT_POD_UID, optional): a different pod of the same name is refused. */
+  readonly podUid: string | undefined;
   /** GNU tar used to read upper directories (IMAGE_COMMITTER_TAR, default `tar` on PATH). */
   readonly tarCommand: string;
 }
@@ -118,6 +120,16 @@ function envOptional(env: Env, name: string, max = 253): string | undefined {
   return v;
 }
 
+const POD_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/;
+
+function podUid(env: Env): string | undefined {
+  const v = envOptional(env, "SNAPSHOT_POD_UID");
+  if (v !== undefined && !POD_UID.test(v)) {
+    throw new UsageError("SNAPSHOT_POD_UID", `${show(v)} is not a pod UID (e.g. 3f0c9a4e-2b7d-4c1e-9a55-0d6b8e1f2a3c)`);
+  }
+  return v;
+}
+
 /** Every environment variable the committer reads (DESIGN.md "Commit Job ↔ committer interface"). */
 export const COMMITTER_ENV_VARS: readonly string[] = [
   "CONTAINERD_SOCKET",
@@ -133,6 +145,7 @@ export const COMMITTER_ENV_VARS: readonly string[] = [
   "SNAPSHOT_UID",
   "SNAPSHOT_NAME",
   "SNAPSHOT_NAMESPACE",
+  "SNAPSHOT_POD_UID",
   "IMAGE_COMMITTER_TAR",
 ];
 
@@ -190,6 +203,7 @@ function settingsFrom(env: Env): CommitterSettings {
     snapshotUid: envOptional(env, "SNAPSHOT_UID"),
     snapshotName: envOptional(env, "SNAPSHOT_NAME"),
     snapshotNamespace: envOptional(env, "SNAPSHOT_NAMESPACE"),
+    podUid: podUid(env),
     tarCommand: envOptional(env, "IMAGE_COMMITTER_TAR", 4096) ?? "tar",
   };
 }

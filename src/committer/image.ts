@@ -6,6 +6,7 @@ import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdError } from "../containerd/client.js";
 import type { Descriptor as ContainerdDescriptor } from "../containerd/types.js";
 import type { Descriptor, ImageIndex, ImageManifest } from "../registry/media-types.js";
+import { currentPlatform, format, only, pickIndexEntry, type Platform } from "./platform.js";
 import {
   DOCKER_LAYER_GZIP,
   DOCKER_MANIFEST,
@@ -52,12 +53,6 @@ export class BaseImageError extends Error {
   }
 }
 
-const GOARCH: Readonly<Record<string, string>> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x" };
-
-export function currentPlatform(): { os: string; architecture: string } {
-  return { os: "linux", architecture: GOARCH[process.arch] ?? process.arch };
-}
-
 function parseJson(bytes: Buffer, what: string): unknown {
   try {
     return JSON.parse(bytes.toString("utf8"));
@@ -77,8 +72,11 @@ async function readBlob(client: ContainerdClient, d: { digest: string }, what: s
   }
 }
 
-/** Reads the base image of a container from containerd (manifest for this node's platform, config). */
-export async function loadBaseImage(client: ContainerdClient, name: string, platform = currentPlatform()): Promise<BaseImage> {
+/**
+ * Reads the base image of a container from containerd: the manifest containerd runs on this node's
+ * platform (chosen as containerd chooses it, ./platform.ts), and its config.
+ */
+export async function loadBaseImage(client: ContainerdClient, name: string, platform: Platform = currentPlatform()): Promise<BaseImage> {
   if (name === "") throw new BaseImageError("the container has no image name in containerd");
   let target: ContainerdDescriptor;
   try {
@@ -89,20 +87,37 @@ export async function loadBaseImage(client: ContainerdClient, name: string, plat
     }
     throw e;
   }
+  const matcher = only(platform);
   let manifestDesc: { digest: string; media_type: string } = target;
+  /** Set when the manifest was picked from an index entry without a platform: its config decides. */
+  let unplatformed = false;
   for (let depth = 0; depth < 3 && (manifestDesc.media_type === OCI_INDEX || manifestDesc.media_type === DOCKER_MANIFEST_LIST); depth++) {
     const index = parseJson(await readBlob(client, manifestDesc, `index of ${name}`), `index of ${name}`) as ImageIndex;
-    const match = index.manifests.find(
-      (m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture,
-    );
-    if (match === undefined) throw new BaseImageError(`base image ${name} has no manifest for ${platform.os}/${platform.architecture}`);
+    const entries = Array.isArray(index.manifests) ? index.manifests : [];
+    const match = pickIndexEntry(entries, matcher);
+    if (match === undefined) {
+      const listed = entries.map((m) => (m.platform ? format(m.platform) : "no platform")).join(", ");
+      throw new BaseImageError(`base image ${name} has no manifest for ${matcher.describe} (its index lists: ${listed || "nothing"})`);
+    }
     manifestDesc = { digest: match.digest, media_type: match.mediaType };
+    // JSON null counts as absent, as in containerd
+    unplatformed = !match.platform;
   }
   const manifest = parseJson(await readBlob(client, manifestDesc, `manifest of ${name}`), `manifest of ${name}`) as ImageManifest;
   if (!Array.isArray(manifest.layers) || typeof manifest.config !== "object") {
     throw new BaseImageError(`manifest ${manifestDesc.digest} of ${name} is not an image manifest`);
   }
   const config = parseJson(await readBlob(client, manifest.config, `config of ${name}`), `config of ${name}`) as ImageConfig;
+  if (unplatformed) {
+    // containerd checks an entry without a platform against its config's os/architecture (no variant)
+    const os = typeof config.os === "string" ? config.os : "";
+    const architecture = typeof config.architecture === "string" ? config.architecture : "";
+    if (!matcher.match({ os, architecture })) {
+      throw new BaseImageError(
+        `base image ${name} has no manifest for ${matcher.describe}: the index entry containerd would use (${manifestDesc.digest}, no platform) has a config for ${format({ os, architecture })}`,
+      );
+    }
+  }
   return { name, manifestDigest: manifestDesc.digest, manifest, config };
 }
 

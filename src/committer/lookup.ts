@@ -6,6 +6,7 @@ import type { Container, ProcessStatus } from "../containerd/types.js";
 export const LABEL_POD_NAME = "io.kubernetes.pod.name";
 export const LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace";
 export const LABEL_CONTAINER_NAME = "io.kubernetes.container.name";
+export const LABEL_POD_UID = "io.kubernetes.pod.uid";
 export const LABEL_CRI_KIND = "io.cri-containerd.kind";
 
 export interface TargetContainer {
@@ -77,18 +78,27 @@ export async function podContainerAttempts(
 }
 
 /**
- * Resolves each container name to the attempt that is running (or paused, e.g. left by an earlier
- * interrupted commit), and checks its runtime. Throws a LookupError naming what is missing.
+ * Resolves each container name to the attempt that is running (or paused), and checks its runtime.
+ * With `podUid` (SNAPSHOT_POD_UID) only containers of that pod count: a pod recreated under the same
+ * name (a StatefulSet's `<name>-0`) is another sandbox. Throws a LookupError naming what is missing.
  */
 export async function findTargets(
   client: ContainerdClient,
   pod: string,
   namespace: string,
   names: readonly string[],
+  podUid?: string,
 ): Promise<TargetContainer[]> {
   const targets: TargetContainer[] = [];
   for (const name of names) {
-    const attempts = await podContainerAttempts(client, pod, namespace, name);
+    const all = await podContainerAttempts(client, pod, namespace, name);
+    const attempts = podUid === undefined ? all : all.filter((a) => a.container.labels[LABEL_POD_UID] === podUid);
+    if (podUid !== undefined && attempts.length === 0 && all.length > 0) {
+      const others = [...new Set(all.map((a) => a.container.labels[LABEL_POD_UID] ?? "none"))].join(", ");
+      throw new LookupError(
+        `container ${name} of pod ${namespace}/${pod} belongs to pod UID ${others} (CRI label ${LABEL_POD_UID}), not to the snapshot's source pod UID ${podUid} (SNAPSHOT_POD_UID): the pod was recreated under the same name; refusing to snapshot a different pod`,
+      );
+    }
     if (attempts.length === 0) {
       throw new LookupError(
         `container ${name} of pod ${namespace}/${pod} not found in containerd namespace ${client.namespace} (no container with CRI labels ${LABEL_POD_NAME}=${pod}, ${LABEL_POD_NAMESPACE}=${namespace}, ${LABEL_CONTAINER_NAME}=${name})`,

@@ -11,6 +11,7 @@ import type {
   ContentInfo,
   Descriptor,
   Image,
+  Lease,
   Mount,
   ProcessStatus,
   SnapshotInfo,
@@ -48,6 +49,9 @@ export class ContainerdError extends Error {
   }
   get notFound(): boolean {
     return this.code === grpc.status.NOT_FOUND;
+  }
+  get alreadyExists(): boolean {
+    return this.code === grpc.status.ALREADY_EXISTS;
   }
 }
 
@@ -262,6 +266,12 @@ export class ContainerdClient {
 
   async deleteLease(id: string): Promise<void> {
     await this.unary("leases.v1.Leases", "Delete", { id, sync: false });
+  }
+
+  /** Leases matching any of the filters (containerd filter syntax, e.g. `id==x`). */
+  async listLeases(filters: string[]): Promise<Lease[]> {
+    const res = await this.unary<{ leases: Lease[] }>("leases.v1.Leases", "List", { filters });
+    return res.leases;
   }
 
   /** containerd's Diff service: the changes from `left` to `right` as a layer in the content store. */

@@ -57,3 +57,9 @@ export interface ContentInfo {
   size: number;
   labels: Record<string, string>;
 }
+
+export interface Lease {
+  id: string;
+  created_at: Timestamp | null;
+  labels: Record<string, string>;
+}

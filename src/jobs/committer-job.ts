@@ -29,6 +29,8 @@ interface JobInput {
   nodeName: string;
   /** The source pod, for its tolerations; absent when it is no longer observed. */
   sourcePod: Pod | undefined;
+  /** The source pod's UID as resolved when the snapshot started (default: `sourcePod`'s). */
+  sourcePodUid?: string | undefined;
 }
 
 function labels(snapshot: string, component: "commit" | "unpause"): Record<string, string> {
@@ -120,6 +122,11 @@ function baseJob(
   };
 }
 
+/** The committer refuses a different pod of the same name when it knows the source pod's UID. */
+function podUidEnv(uid: string | undefined): { name: string; value: string }[] {
+  return uid !== undefined && uid !== "" ? [env("SNAPSHOT_POD_UID", uid)] : [];
+}
+
 export function commitJob(input: JobInput & { targets: readonly CommitTarget[] }, cfg: ControllerConfig): Job {
   const args = [input.podName, input.snapshot.metadata.namespace ?? "", ...input.targets.map((t) => `${t.containerName}:${t.imageUri}`)];
   const extraEnv = [
@@ -128,6 +135,7 @@ export function commitJob(input: JobInput & { targets: readonly CommitTarget[] }
     env("SNAPSHOT_SCRATCH_DIR", SCRATCH_DIR),
     env("SNAPSHOT_SCRATCH_LIMIT_BYTES", String(cfg.scratchLimitBytes)),
     ...(cfg.pushSecret !== undefined ? [env("DOCKER_CONFIG", PUSH_SECRET_DIR)] : []),
+    ...podUidEnv(input.sourcePodUid ?? input.sourcePod?.metadata?.uid),
   ];
   const volumes: object[] = [
     { name: "containerd-root", hostPath: { path: cfg.containerdRoot, type: "Directory" } },

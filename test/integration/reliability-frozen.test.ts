@@ -218,8 +218,9 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
     return { child, exited, output: out };
   }
 
-  async function unpauseCommand(): Promise<void> {
-    const u = spawnCli(["unpause", POD, NS, "main"], {});
+  /** The controller's unpause Job: same snapshot UID as the commit it cleans up after. */
+  async function unpauseCommand(uid: string): Promise<void> {
+    const u = spawnCli(["unpause", POD, NS, "main"], { SNAPSHOT_UID: uid });
     const code = await u.exited;
     expect(code, u.output()).toBe(0);
   }
@@ -232,7 +233,8 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
   async function trial(step: Step, signal: Sig): Promise<TrialResult> {
     proxy.reset();
     const mark = join(work, `mark-${++n}`);
-    const env: Record<string, string> = { REL_MARK: mark };
+    const uid = `uid-trial-${n}`;
+    const env: Record<string, string> = { REL_MARK: mark, SNAPSHOT_UID: uid };
     if (step === "after-pause") env.REL_BEFORE = "5";
     if (step === "mid-capture") env.REL_MID = "5";
     // after the resume: compression, then the first registry calls (held, so the kill lands before any upload)
@@ -282,10 +284,10 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
       } else {
         if (monitor.status !== "RUNNING") {
           resumedBy = "unpause";
-          await unpauseCommand();
+          await unpauseCommand(uid);
         } else {
           // not frozen when killed; the unpause Job still runs and must be harmless
-          await unpauseCommand();
+          await unpauseCommand(uid);
         }
         await monitor.until(() => monitor.status === "RUNNING", "RUNNING after unpause", 5_000);
       }
@@ -362,7 +364,8 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
   ])("containerd lost mid-capture and restarted %s", async (_name, downMs, wantCode) => {
     const monitor = new FreezeMonitor(() => client, id);
     const mark = join(work, `mark-ctd-${++n}`);
-    const cli = spawnCli([POD, NS, `main:${reg.host}/snapshots/frozen:ctd${n}`], { REL_MID: "1", REL_MARK: mark });
+    const uid = `uid-ctd-${n}`;
+    const cli = spawnCli([POD, NS, `main:${reg.host}/snapshots/frozen:ctd${n}`], { REL_MID: "1", REL_MARK: mark, SNAPSHOT_UID: uid });
     await monitor.until(() => existsSync(mark), "tar to be held mid-stream");
     const lostAt = performance.now();
     await stopContainerd();
@@ -376,7 +379,7 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
     let resumedBy = "committer";
     if (statusAfterCommitter !== "RUNNING") {
       resumedBy = "unpause";
-      await unpauseCommand();
+      await unpauseCommand(uid);
     }
     await monitor.until(() => monitor.status === "RUNNING", "RUNNING", 10_000);
     await monitor.stop();

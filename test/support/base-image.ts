@@ -58,7 +58,15 @@ export async function baseLayerTar(busybox = "/bin/busybox"): Promise<Buffer> {
   return toBuffer(p);
 }
 
-export async function buildBaseImage(name = BASE_IMAGE): Promise<BaseImage> {
+export interface BaseImageOptions {
+  /**
+   * Name the manifest through a nested image index whose entry carries no `platform` (as some
+   * builders write them; containerd runs such images after checking the config's os/architecture).
+   */
+  readonly indexWithoutPlatform?: boolean;
+}
+
+export async function buildBaseImage(name = BASE_IMAGE, opts: BaseImageOptions = {}): Promise<BaseImage> {
   const layer = await baseLayerTar();
   const diffId = sha256(layer);
   const gz = gzipSync(layer);
@@ -83,17 +91,27 @@ export async function buildBaseImage(name = BASE_IMAGE): Promise<BaseImage> {
     }),
   );
   const manifestDigest = sha256(manifest);
+  const nameAnnotations = { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.split(":").pop() ?? "1" };
+  const inner = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifest.length }],
+    }),
+  );
   const index = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       manifests: [
-        {
-          mediaType: "application/vnd.oci.image.manifest.v1+json",
-          digest: manifestDigest,
-          size: manifest.length,
-          platform: { architecture: "amd64", os: "linux" },
-          annotations: { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.split(":").pop() ?? "1" },
-        },
+        opts.indexWithoutPlatform === true
+          ? { mediaType: "application/vnd.oci.image.index.v1+json", digest: sha256(inner), size: inner.length, annotations: nameAnnotations }
+          : {
+              mediaType: "application/vnd.oci.image.manifest.v1+json",
+              digest: manifestDigest,
+              size: manifest.length,
+              platform: { architecture: "amd64", os: "linux" },
+              annotations: nameAnnotations,
+            },
       ],
     }),
   );
@@ -104,6 +122,7 @@ export async function buildBaseImage(name = BASE_IMAGE): Promise<BaseImage> {
     [layerDigest, gz],
     [configDigest, config],
     [manifestDigest, manifest],
+    ...(opts.indexWithoutPlatform === true ? ([[sha256(inner), inner]] as const) : []),
   ] as const) {
     p.entry({ name: `blobs/sha256/${d.slice("sha256:".length)}` }, b);
   }

@@ -40,8 +40,16 @@ describe("image-committer arguments", () => {
       snapshotUid: undefined,
       snapshotName: undefined,
       snapshotNamespace: undefined,
+      podUid: undefined,
       tarCommand: "tar",
     });
+  });
+
+  it("takes the source pod's UID from SNAPSHOT_POD_UID (optional) and refuses one that is not a UID", () => {
+    const uid = "3f0c9a4e-2b7d-4c1e-9a55-0d6b8e1f2a3c";
+    expect(ok(["sbx-0", "team-a", `main:${REF}`], { SNAPSHOT_POD_UID: uid }).settings.podUid).toBe(uid);
+    expect(ok(["sbx-0", "team-a", `main:${REF}`], { SNAPSHOT_POD_UID: "" }).settings.podUid).toBeUndefined();
+    expect(err(["sbx-0", "team-a", `main:${REF}`], { SNAPSHOT_POD_UID: "a b" }).message).toMatch(/^SNAPSHOT_POD_UID: "a b" is not a pod UID/);
   });
 
   it("parses the unpause form (container names, or the commit form's pairs)", () => {
