@@ -1,5 +1,6 @@
 // An agent-sandbox Sandbox (spec.sandboxRef) as the snapshot source: which pod, when it is refused,
 // a suspended Sandbox, the relations customize asks for, the direct look-up, and effective Retain.
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { SyncRequest } from "../../src/api/types.js";
 import { validateCustomizeResponse, validateSyncRequest, validateSyncResponse } from "../../src/api/validate.js";
@@ -9,6 +10,7 @@ import { planCleanup } from "../../src/reconcile/cleanup.js";
 import { customize } from "../../src/reconcile/customize.js";
 import { effectiveDeletionPolicy } from "../../src/reconcile/policy.js";
 import { planSyncLookups, sync } from "../../src/reconcile/sync.js";
+import { startServer } from "../../src/server/app.js";
 import type { KubeAccess } from "../../src/server/kube.js";
 import { performSyncLookups } from "../../src/server/lookups.js";
 import { agentSandbox, sandboxPod, sandboxRequest, sandboxSnapshot } from "../support/agent-sandbox-fixtures.js";
@@ -266,5 +268,45 @@ describe("AGENT_SANDBOX_API_VERSION", () => {
     expect(cfg.agentSandboxVersion).toBe("v1beta1");
     expect(() => loadConfig({ AGENT_SANDBOX_API_VERSION: "v1" })).toThrow(ConfigError);
     expect(() => loadConfig({ AGENT_SANDBOX_API_VERSION: "v1" })).toThrow(/AGENT_SANDBOX_API_VERSION/);
+  });
+});
+
+describe("agent-sandbox Sandbox source: the customize shell", () => {
+  it("reads the Sandbox (configured version) and relates the pod its annotation names; without it, the own-name pod", async () => {
+    const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
+    const calls: string[] = [];
+    let answer: "annotated" | "missing" | "error" = "annotated";
+    const kube: KubeAccess = {
+      getAgentSandbox: (ns, name, version) => {
+        calls.push(`${ns}/${name} ${version}`);
+        if (answer === "error") return Promise.reject(new Error("connection refused"));
+        return Promise.resolve(answer === "annotated" ? agentSandbox(name, { podName: "pool-xyz" }) : undefined);
+      },
+      getBatchSandbox: () => Promise.reject(new Error("not expected")),
+      getPod: () => Promise.resolve(undefined),
+      secretExists: () => Promise.resolve(true),
+      createEvent: () => Promise.resolve("created" as const),
+    };
+    const server = await startServer(config, { log: pino({ level: "silent" }), kube, clock: () => t0 });
+    try {
+      const ask = async () => {
+        const res = await fetch(`http://127.0.0.1:${server.hookPort}/customize`, {
+          method: "POST",
+          body: JSON.stringify({ parent: sandboxSnapshot() }),
+          headers: { "content-type": "application/json" },
+        });
+        expect(res.status).toBe(200);
+        const body = (await res.json()) as { relatedResources: { resource: string; names?: string[] }[] };
+        return body.relatedResources.filter((r) => r.names !== undefined).map((r) => `${r.resource}:${(r.names ?? []).join(",")}`);
+      };
+      expect(await ask()).toEqual(["sandboxes:asb", "pods:pool-xyz,asb"]);
+      expect(calls).toEqual(["sandboxes/asb v1beta1"]);
+      answer = "missing";
+      expect(await ask()).toEqual(["sandboxes:asb", "pods:asb"]);
+      answer = "error"; // the API is down: still an answer, with the own-name pod
+      expect(await ask()).toEqual(["sandboxes:asb", "pods:asb"]);
+    } finally {
+      await server.close();
+    }
   });
 });
