@@ -49,15 +49,17 @@ export function isSuspended(sb: AgentSandbox): boolean {
   return spec.operatingMode === "Suspended" || spec.replicas === 0;
 }
 
-/** The pod agent-sandbox runs for this Sandbox: its pod-name annotation, else its own name. */
-export function agentSandboxPodName(name: string, sb: AgentSandbox | undefined): string {
-  const annotated = sb?.metadata?.annotations?.[ANNOTATION_AGENT_SANDBOX_POD_NAME];
-  return annotated !== undefined && annotated !== "" ? annotated : name;
+const POD_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** The Sandbox's pod-name annotation when it holds a usable pod name (anyone who may edit the Sandbox can write it). */
+export function annotatedPodName(sb: AgentSandbox | undefined): string | undefined {
+  const v = sb?.metadata?.annotations?.[ANNOTATION_AGENT_SANDBOX_POD_NAME];
+  return v !== undefined && v.length <= 253 && POD_NAME.test(v) ? v : undefined;
 }
 
-/** Pod names worth fetching for a Sandbox, in the order they are tried. */
-export function agentSandboxCandidatePods(name: string, sb: AgentSandbox | undefined): string[] {
-  return [...new Set([agentSandboxPodName(name, sb), name])];
+/** The pod agent-sandbox runs for this Sandbox: its pod-name annotation, else its own name. */
+export function agentSandboxPodName(name: string, sb: AgentSandbox | undefined): string {
+  return annotatedPodName(sb) ?? name;
 }
 
 /** True only when the pod's controller ownerReference is this Sandbox, by UID. */
@@ -108,9 +110,9 @@ export function resolveAgentSandboxSource(name: string, pods: readonly Pod[], sa
 }
 
 /**
- * customize rules for a Sandbox source: the Sandbox by name and its candidate pods by name (the pod
- * named in its annotation, read once by the shell, and the pod named like it). Never a label selector:
- * anyone can label a pod.
+ * customize rules for a Sandbox source: the Sandbox by name and its pod by name (the one its
+ * annotation names, read once by the shell, else the one named like it). Never a label selector:
+ * anyone can label a pod. A pod adopted after this answer was cached is found by the direct look-up.
  */
 export function agentSandboxRelatedRules(
   namespace: string | undefined,
@@ -119,9 +121,8 @@ export function agentSandboxRelatedRules(
   version: string,
 ): RelatedResourceRule[] {
   const inNs = namespace !== undefined ? { namespace } : {};
-  const podNames = [...new Set([annotatedPod ?? "", name])].filter((n) => n !== "");
   return [
     { apiVersion: `${AGENT_SANDBOX_GROUP}/${version}`, resource: AGENT_SANDBOX_RESOURCE, ...inNs, names: [name] },
-    { apiVersion: "v1", resource: "pods", ...inNs, names: podNames },
+    { apiVersion: "v1", resource: "pods", ...inNs, names: [annotatedPod ?? name] },
   ];
 }

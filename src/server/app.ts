@@ -16,7 +16,7 @@ import {
 } from "../api/validate.js";
 import type { ControllerConfig } from "../config/config.js";
 import { findCondition } from "../reconcile/conditions.js";
-import { ANNOTATION_AGENT_SANDBOX_POD_NAME, customizeAgentSandboxLookup } from "../reconcile/agent-sandbox.js";
+import { annotatedPodName, customizeAgentSandboxLookup } from "../reconcile/agent-sandbox.js";
 import { customize, customizeLookup, type AgentSandboxCustomize } from "../reconcile/customize.js";
 import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
 import { allocStatus } from "../reconcile/source.js";
@@ -179,8 +179,8 @@ export function createHookApp(deps: ServerDeps): express.Express {
       if (sbName !== undefined && deps.kube) {
         try {
           const sb = await deps.kube.getAgentSandbox(req.parent.metadata.namespace ?? "", sbName, config.agentSandboxVersion);
-          const annotated = sb?.metadata?.annotations?.[ANNOTATION_AGENT_SANDBOX_POD_NAME];
-          if (annotated !== undefined && annotated !== "") agentSandbox.annotatedPod = annotated;
+          const annotated = annotatedPodName(sb);
+          if (annotated !== undefined) agentSandbox.annotatedPod = annotated;
         } catch (err) {
           log.warn({ snapshot: snapshotRef(req.parent), err: describeKubeError(err) }, "could not read Sandbox for customize");
         }

@@ -1,6 +1,6 @@
 // The sync hook's shell look-ups: time-bounded GETs planned by the pure core (planSyncLookups).
 import type { AgentSandbox, BatchSandbox, Pod, SandboxSnapshot } from "../api/types.js";
-import { agentSandboxCandidatePods, agentSandboxSourceName } from "../reconcile/agent-sandbox.js";
+import { agentSandboxPodName, agentSandboxSourceName } from "../reconcile/agent-sandbox.js";
 import { candidatePodNames } from "../reconcile/source.js";
 import type { SyncLookupPlan, SyncLookups } from "../reconcile/sync.js";
 import { describeKubeError, type KubeAccess } from "./kube.js";
@@ -18,7 +18,7 @@ async function getPods(kube: KubeAccess, ns: string, names: string[]): Promise<P
 async function lookupAgentSandbox(ns: string, name: string, version: string, kube: KubeAccess): Promise<SourceLookup> {
   const sb = await kube.getAgentSandbox(ns, name, version);
   const agentSandboxes: AgentSandbox[] = sb ? [sb] : [];
-  const pods = sb ? await getPods(kube, ns, agentSandboxCandidatePods(name, sb)) : [];
+  const pods = sb ? await getPods(kube, ns, [agentSandboxPodName(name, sb)]) : [];
   return { batchSandboxes: [], pods, agentSandboxes };
 }
 

@@ -56,6 +56,11 @@ describe("agent-sandbox Sandbox source: which pod", () => {
     expect(commitArgs(res)[0]).toBe("pool-abc12");
   });
 
+  it("ignores an annotation that is not a pod name", () => {
+    const res = run(sandboxRequest(sandboxSnapshot(), { sandboxes: [agentSandbox("asb", { podName: "../Bad Name" })], pods: [sandboxPod("asb")] }));
+    expect(res.status.sourcePodName).toBe("asb");
+  });
+
   it("does not fall back to the own-name pod while the annotated pod is missing", () => {
     const res = run(sandboxRequest(sandboxSnapshot(), { sandboxes: [agentSandbox("asb", { podName: "pool-abc12" })], pods: [sandboxPod("asb")] }));
     expect(res.status.phase).toBe("Pending");
@@ -196,12 +201,12 @@ describe("agent-sandbox Sandbox source: deletion policy", () => {
 describe("agent-sandbox Sandbox source: customize", () => {
   const parent = sandboxSnapshot();
 
-  it("relates the Sandbox and its candidate pods by name only, in the configured version", () => {
+  it("relates the Sandbox and its one pod by name only, in the configured version", () => {
     const res = customize({ parent }, [], { version: "v1beta1", annotatedPod: "pool-abc12" });
     expect(validateCustomizeResponse(res).ok).toBe(true);
     expect(res.relatedResources).toEqual([
       { apiVersion: "agents.x-k8s.io/v1beta1", resource: "sandboxes", namespace: "sandboxes", names: ["asb"] },
-      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-abc12", "asb"] },
+      { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-abc12"] },
       { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
       { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
     ]);
@@ -243,7 +248,7 @@ describe("agent-sandbox Sandbox source: the shell's direct look-up", () => {
     expect(plan).toEqual({ source: true, pushSecret: undefined, agentSandboxVersion: "v1alpha1" });
     const calls: string[] = [];
     const lookups = await performSyncLookups(plan, req.parent, fakeKube(calls));
-    expect(calls).toEqual(["sandbox sandboxes/asb v1alpha1", "pod sandboxes/pool-late", "pod sandboxes/asb"]);
+    expect(calls).toEqual(["sandbox sandboxes/asb v1alpha1", "pod sandboxes/pool-late"]);
     const res = run(req, t0, lookups);
     expect(res.status.phase).toBe("Committing");
     expect(res.status.sourcePodName).toBe("pool-late");
@@ -299,7 +304,7 @@ describe("agent-sandbox Sandbox source: the customize shell", () => {
         const body = (await res.json()) as { relatedResources: { resource: string; names?: string[] }[] };
         return body.relatedResources.filter((r) => r.names !== undefined).map((r) => `${r.resource}:${(r.names ?? []).join(",")}`);
       };
-      expect(await ask()).toEqual(["sandboxes:asb", "pods:pool-xyz,asb"]);
+      expect(await ask()).toEqual(["sandboxes:asb", "pods:pool-xyz"]);
       expect(calls).toEqual(["sandboxes/asb v1beta1"]);
       answer = "missing";
       expect(await ask()).toEqual(["sandboxes:asb", "pods:asb"]);
