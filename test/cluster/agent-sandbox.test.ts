@@ -10,9 +10,11 @@ import {
   AGENT_SANDBOX_GROUP,
   AGENT_SANDBOX_VERSION,
   agentSandboxCrd,
+  CRI_POD_UID_LABEL,
   createSandboxPod,
   deletePodNow,
   getSandbox,
+  markPodRunning,
   sandboxObject,
   type SandboxObject,
 } from "../support/agent-sandbox-crd.js";
@@ -119,12 +121,9 @@ describe.skipIf(missing)("agent-sandbox Sandbox: snapshot → Suspended → resu
     await e.cluster.apply([sandboxObject(NS, "asb", [{ name: "main", image: "localhost/test/busybox:1" }])]);
     const sb = await getSandbox(e.cluster, NS, "asb");
     sandbox = sb;
-    const id = await runContainer(cd, "asb", NS, "main");
-    containers.push(id);
-    await exec(cd, id, "mkdir -p /work && echo state-before-pause > /work/notes.txt");
 
     // Any namespace user can create a pod named like the Sandbox; without the Sandbox as controller it is refused.
-    await createSandboxPod(e.cluster, sb, "asb", NODE, { main: id }, false);
+    await markPodRunning(e.cluster, await createSandboxPod(e.cluster, sb, "asb", NODE, false), {});
     await createSnapshot(e.cluster, ownedSnapshot("asb-pause", sb));
     const refused = await waitForSnapshot(e, NS, "asb-pause", "Pending, pod not owned", (s) => reason(s) === "SourceNotOwned");
     expect(refused.status?.phase).toBe("Pending");
@@ -132,9 +131,13 @@ describe.skipIf(missing)("agent-sandbox Sandbox: snapshot → Suspended → resu
     const jobs = await e.cluster.batch.listNamespacedJob({ namespace: NS });
     expect(jobs.items.map((j) => j.metadata?.name)).toEqual([]);
 
-    // agent-sandbox replaces it with the pod it controls.
+    // agent-sandbox replaces it with the pod it controls; its container writes to the root filesystem.
     await deletePodNow(e.cluster, NS, "asb");
-    await createSandboxPod(e.cluster, sb, "asb", NODE, { main: id });
+    const pod = await createSandboxPod(e.cluster, sb, "asb", NODE);
+    const id = await runContainer(cd, "asb", NS, "main", { labels: { [CRI_POD_UID_LABEL]: pod.metadata?.uid ?? "" } });
+    containers.push(id);
+    await exec(cd, id, "mkdir -p /work && echo state-before-pause > /work/notes.txt");
+    await markPodRunning(e.cluster, pod, { main: id });
     const committing = await waitForSnapshot(e, NS, "asb-pause", "Committing", (s) => s.status?.phase === "Committing", 90_000);
     expect(committing.status?.sourcePodName).toBe("asb");
     expect(committing.status?.deletionPolicy).toBe("Retain");
@@ -174,11 +177,12 @@ describe.skipIf(missing)("agent-sandbox Sandbox: snapshot → Suspended → resu
     expect(resumed.spec.operatingMode).toBe("Running");
     expect(resumed.spec.podTemplate.spec.containers[0]?.image).toBe(image);
     // agent-sandbox (played) creates the pod from the template: the container runs the snapshot image.
+    const pod = await createSandboxPod(e.cluster, resumed, "asb", NODE);
     await cd.ctr(["images", "pull", "--plain-http", image], { timeoutMs: 120_000 });
-    const id = await runContainer(cd, "asb", NS, "main", { image });
+    const id = await runContainer(cd, "asb", NS, "main", { image, labels: { [CRI_POD_UID_LABEL]: pod.metadata?.uid ?? "" } });
     containers.push(id);
     expect((await exec(cd, id, "cat /work/notes.txt")).trim()).toBe("state-before-pause");
-    await createSandboxPod(e.cluster, resumed, "asb", NODE, { main: id });
+    await markPodRunning(e.cluster, pod, { main: id });
 
     // The waiting snapshot proceeds on the resumed pod.
     await waitForSnapshot(e, NS, "asb-later", "Committing", (s) => s.status?.phase === "Committing", 90_000);

@@ -82,41 +82,44 @@ export async function getSandbox(c: Cluster, namespace: string, name: string): P
   })) as SandboxObject;
 }
 
+/** The CRI label the committer matches against the source pod's UID (SNAPSHOT_POD_UID). */
+export const CRI_POD_UID_LABEL = "io.kubernetes.pod.uid";
+
 /**
- * agent-sandbox's part: the Sandbox's pod, Running on `nodeName` as a kubelet would report it, with
- * the containers of the Sandbox's pod template (their containerd ids given). `owned: false` makes a
- * look-alike pod any namespace user could create: same name, no controller ownerReference.
+ * agent-sandbox's part: the Sandbox's pod, with the containers of the Sandbox's pod template, bound to
+ * `nodeName` (no status yet: start its containers with the pod's UID, then markPodRunning). `owned:
+ * false` makes a look-alike pod any namespace user could create: same name, no controller
+ * ownerReference.
  */
-export async function createSandboxPod(
-  c: Cluster,
-  sb: SandboxObject,
-  podName: string,
-  nodeName: string,
-  containerIds: Record<string, string>,
-  owned = true,
-): Promise<V1Pod> {
+export async function createSandboxPod(c: Cluster, sb: SandboxObject, podName: string, nodeName: string, owned = true): Promise<V1Pod> {
   const namespace = sb.metadata.namespace;
   const ownerReferences = owned
     ? [{ apiVersion: sb.apiVersion, kind: "Sandbox", name: sb.metadata.name, uid: sb.metadata.uid, controller: true, blockOwnerDeletion: true }]
     : [];
   const containers = sb.spec.podTemplate.spec.containers;
-  await c.core.createNamespacedPod({
+  return c.core.createNamespacedPod({
     namespace,
     body: plain({ metadata: { name: podName, namespace, ownerReferences }, spec: { nodeName, containers } }),
   });
+}
+
+/** The kubelet's part: the pod is Running with these containerd container ids. */
+export async function markPodRunning(c: Cluster, pod: V1Pod, containerIds: Record<string, string>): Promise<V1Pod> {
+  const namespace = pod.metadata?.namespace ?? "";
+  const name = pod.metadata?.name ?? "";
   const now = new Date();
-  return setPodStatus(c, namespace, podName, plain({
+  return setPodStatus(c, namespace, name, plain({
     phase: "Running",
     conditions: [{ type: "Ready", status: "True", lastTransitionTime: now }],
     startTime: now,
-    containerStatuses: containers.map((ct) => ({
+    containerStatuses: (pod.spec?.containers ?? []).map((ct) => ({
       name: ct.name,
-      image: ct.image,
+      image: ct.image ?? "",
       imageID: "",
       ready: true,
       restartCount: 0,
       started: true,
-      containerID: `containerd://${containerIds[ct.name] ?? `${podName}-${ct.name}`}`,
+      containerID: `containerd://${containerIds[ct.name] ?? `${name}-${ct.name}`}`,
       state: { running: { startedAt: now } },
     })),
   }));
