@@ -8,6 +8,7 @@ import type { TargetResult } from "../src/reconcile/cleanup.js";
 import { sync } from "../src/reconcile/sync.js";
 import { FINALIZE_FIXTURES, replayFinalize, type FinalizeFixture } from "../test/support/finalize-fixtures.js";
 import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+import { sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
 
 export const DIGEST_C = `sha256:${"c".repeat(64)}`;
 export const DIGEST_D = `sha256:${"d".repeat(64)}`;
@@ -115,6 +116,14 @@ write(
   "retain-batchsandbox-owned-default",
   "No explicit policy and a BatchSandbox controls the snapshot: Retain (a resumed sandbox may run from the image), nothing deleted.",
   fin(request(deleting(ownedStatus, { sandboxName: "sbx" }, { owner: "BatchSandbox" }), {})),
+  t0,
+);
+// A status without a stored policy, so the owner rule itself decides.
+const { deletionPolicy: _stored, ...succeededNoPolicy } = succeeded;
+write(
+  "retain-agent-sandbox-owned-default",
+  "No explicit policy and an agent-sandbox Sandbox controls the snapshot: Retain (a Sandbox resumed from the snapshot runs from its images), nothing deleted.",
+  fin(sandboxRequest(sandboxSnapshot("asb", { owned: true, status: succeededNoPolicy, deleting: DELETED_AT }))),
   t0,
 );
 write(

@@ -8,6 +8,7 @@ import { customize } from "../src/reconcile/customize.js";
 import { finalize } from "../src/reconcile/finalize.js";
 import { sync } from "../src/reconcile/sync.js";
 import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+import { agentSandbox, sandboxPod, sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
 
 const dir = new URL("../hooks/fixtures/", import.meta.url);
 mkdirSync(dir, { recursive: true });
@@ -68,4 +69,22 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
 
 write("customize-sandbox", { hook: "customize", request: { parent: snapshot() }, allocPods: ["pool-1"], response: customize({ parent: snapshot() }, ["pool-1"]) });
 write("customize-pod", { hook: "customize", request: { parent: snapshot({ podName: "p1" }) }, response: customize({ parent: snapshot({ podName: "p1" }) }) });
+
+// agent-sandbox Sandbox sources (spec.sandboxRef): a warm-pool pod named by the annotation, a suspended
+// Sandbox, and a pod with the Sandbox's name that the Sandbox does not control.
+for (const style of ["v1", "v2"] as KeyStyle[]) {
+  const syncCase = (name: string, req: SyncRequest): void => {
+    write(`sync-${name}-${style}`, { hook: "sync", now: t0.toISOString(), request: req, response: sync(req, cfg, t0) });
+  };
+  const owned = sandboxSnapshot("asb", { owned: true });
+  syncCase(
+    "pending-agent-sandbox-annotated-pod",
+    sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb", { podName: "pool-abc12" })], pods: [sandboxPod("pool-abc12"), sandboxPod("asb", "none")] }),
+  );
+  syncCase("pending-agent-sandbox-suspended", sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb", { operatingMode: "Suspended" })] }));
+  syncCase("pending-agent-sandbox-pod-not-owned", sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb")], pods: [sandboxPod("asb", "other-uid")] }));
+}
+const asbParent = sandboxSnapshot("asb", { owned: true });
+const asbShell = { version: cfg.agentSandboxVersion, annotatedPod: "pool-abc12" };
+write("customize-agent-sandbox", { hook: "customize", request: { parent: asbParent }, agentSandbox: asbShell, response: customize({ parent: asbParent }, [], asbShell) });
 process.stdout.write("fixtures recorded in hooks/fixtures/\n");

@@ -13,6 +13,7 @@ export interface HookSchemas {
   KubeObject?: KubeObject;
   Job?: Job;
   Pod?: Pod;
+  AgentSandbox?: AgentSandbox;
   BatchSandbox?: BatchSandbox;
   SandboxSnapshot?: SandboxSnapshot;
   SandboxSnapshotSpec?: SandboxSnapshotSpec;
@@ -103,7 +104,7 @@ export interface SandboxSnapshot {
   [k: string]: unknown;
 }
 /**
- * What to snapshot. Exactly one source, sandboxName or podName, must be set. The spec is immutable: a snapshot is a point in time; create a new SandboxSnapshot to take another one.
+ * What to snapshot. Exactly one source must be set: sandboxName (an OpenSandbox BatchSandbox), podName (a plain Pod) or sandboxRef (another platform's sandbox object, e.g. an agent-sandbox Sandbox). The spec is immutable: a snapshot is a point in time; create a new SandboxSnapshot to take another one.
  *
  * This interface was referenced by `HookSchemas`'s JSON-Schema
  * via the `definition` "SandboxSnapshotSpec".
@@ -118,13 +119,31 @@ export interface SandboxSnapshotSpec {
    */
   podName?: string;
   /**
+   * A sandbox object of another platform, in the same namespace, whose pod is snapshotted. Supported today: apiGroup agents.x-k8s.io, kind Sandbox (kubernetes-sigs/agent-sandbox): the pod named in the Sandbox's agents.x-k8s.io/pod-name annotation (a pod adopted from a warm pool), else the pod named like the Sandbox, and only if that pod is controlled by the Sandbox (controller ownerReference with the Sandbox's UID). A suspended Sandbox (operatingMode Suspended) has no pod: the snapshot waits for it to run again, up to the controller's source deadline.
+   */
+  sandboxRef?: {
+    /**
+     * API group of the sandbox object, without version (agents.x-k8s.io).
+     */
+    apiGroup: string;
+    /**
+     * Kind of the sandbox object (Sandbox).
+     */
+    kind: string;
+    /**
+     * Name of the sandbox object in the snapshot's namespace.
+     */
+    name: string;
+    [k: string]: unknown;
+  };
+  /**
    * Names of the source pod's containers to capture. Default: all of the pod's (non-init) containers. All listed containers are paused together, so they are captured at one consistent point.
    *
    * @maxItems 32
    */
   containers?: string[];
   /**
-   * What happens to the snapshot's images in the registry when the SandboxSnapshot is deleted. Delete removes its manifests; Retain keeps them. Unset: Retain when the snapshot's controller owner is a BatchSandbox (it may still run from the images), else Delete. The effective value is shown in status.deletionPolicy.
+   * What happens to the snapshot's images in the registry when the SandboxSnapshot is deleted. Delete removes its manifests; Retain keeps them. Unset: Retain when the snapshot's controller owner is a BatchSandbox or an agent-sandbox Sandbox (a resumed sandbox may still run from the images), else Delete. The effective value is shown in status.deletionPolicy.
    */
   deletionPolicy?: "Delete" | "Retain";
   [k: string]: unknown;
@@ -388,6 +407,29 @@ export interface Pod {
       };
       [k: string]: unknown;
     }[];
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+/**
+ * A kubernetes-sigs/agent-sandbox Sandbox (agents.x-k8s.io, v1beta1 or v1alpha1), as far as the hooks read it.
+ *
+ * This interface was referenced by `HookSchemas`'s JSON-Schema
+ * via the `definition` "AgentSandbox".
+ */
+export interface AgentSandbox {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
+  spec?: {
+    /**
+     * v1beta1: Running or Suspended (no pod).
+     */
+    operatingMode?: string;
+    /**
+     * v1alpha1: 1 running, 0 suspended (no pod).
+     */
+    replicas?: number;
     [k: string]: unknown;
   };
   [k: string]: unknown;

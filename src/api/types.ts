@@ -11,6 +11,7 @@ export type {
   Job,
   Pod,
   BatchSandbox,
+  AgentSandbox,
   SandboxSnapshot,
   SandboxSnapshotSpec,
   SandboxSnapshotStatus,

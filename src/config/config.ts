@@ -2,6 +2,7 @@
 // environment variable (DESIGN.md "Configuration"); `--flag=value` arguments mirror them
 // (`--snapshot-registry=...` sets SNAPSHOT_REGISTRY). A wrong value is a ConfigError naming the setting.
 
+import { DEFAULT_AGENT_SANDBOX_VERSION } from "../reconcile/agent-sandbox.js";
 import { parseBytes } from "./quantity.js";
 
 export class ConfigError extends Error {
@@ -47,8 +48,12 @@ export interface ControllerConfig {
   readonly scratchLimitBytes: number;
   readonly sourceWaitSeconds: number;
   readonly cleanupDeadlineSeconds: number;
+  /** Version of agents.x-k8s.io Sandboxes to relate and read (v1beta1 from agent-sandbox v0.5.0; v1alpha1 before). */
+  readonly agentSandboxVersion: AgentSandboxVersion;
   readonly logLevel: LogLevel;
 }
+
+export type AgentSandboxVersion = "v1beta1" | "v1alpha1";
 
 export const DEFAULT_COMMITTER_IMAGE = "ghcr.io/sandbox-snapshot/image-committer:0.1.0";
 
@@ -75,6 +80,7 @@ const DEFAULTS: Readonly<Record<string, string>> = {
   SNAPSHOT_SCRATCH_LIMIT: "10Gi",
   SOURCE_WAIT_SECONDS: "300",
   CLEANUP_DEADLINE_SECONDS: "3600",
+  AGENT_SANDBOX_API_VERSION: DEFAULT_AGENT_SANDBOX_VERSION,
   LOG_LEVEL: "info",
 };
 
@@ -259,6 +265,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ControllerCo
     scratchLimitBytes: parseByteQuantity("SNAPSHOT_SCRATCH_LIMIT", scratchLimit),
     sourceWaitSeconds: positiveInt("SOURCE_WAIT_SECONDS", get("SOURCE_WAIT_SECONDS")),
     cleanupDeadlineSeconds: positiveInt("CLEANUP_DEADLINE_SECONDS", get("CLEANUP_DEADLINE_SECONDS")),
+    agentSandboxVersion: oneOf("AGENT_SANDBOX_API_VERSION", get("AGENT_SANDBOX_API_VERSION"), ["v1beta1", "v1alpha1"] as const),
     logLevel: oneOf("LOG_LEVEL", get("LOG_LEVEL"), ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const),
   };
   if (cfg.maxFreezeSeconds >= cfg.commitJobDeadlineSeconds) {

@@ -2,6 +2,7 @@
 // step 1). Its answer is cached per (snapshot UID, generation), so it depends on name and spec only
 // (plus the BatchSandbox's alloc-status pod names, read once by the shell).
 import type { CustomizeRequest, CustomizeResponse, RelatedResourceRule } from "../api/types.js";
+import { DEFAULT_AGENT_SANDBOX_VERSION, agentSandboxRelatedRules, agentSandboxSourceName } from "./agent-sandbox.js";
 import { API_VERSION, BATCH_SANDBOX_RESOURCE, LABEL_BATCH_SANDBOX, LABEL_JOB_NAME, commitJobName, unpauseJobName } from "./names.js";
 
 /** Name of the BatchSandbox the shell should read for its alloc-status pods, if any. */
@@ -10,8 +11,21 @@ export function customizeLookup(req: CustomizeRequest): string | undefined {
   return req.parent.spec.sandboxName;
 }
 
-/** allocPods: pod names from the BatchSandbox's alloc-status annotation (empty when unreadable). */
-export function customize(req: CustomizeRequest, allocPods: readonly string[] = []): CustomizeResponse {
+/** What the shell learnt for a spec.sandboxRef Sandbox: the version it relates, its pod-name annotation. */
+export interface AgentSandboxCustomize {
+  version: string;
+  annotatedPod?: string;
+}
+
+/**
+ * allocPods: pod names from the BatchSandbox's alloc-status annotation (empty when unreadable);
+ * agentSandbox: for a Sandbox source, its version and annotated pod (read once by the shell).
+ */
+export function customize(
+  req: CustomizeRequest,
+  allocPods: readonly string[] = [],
+  agentSandbox: AgentSandboxCustomize = { version: DEFAULT_AGENT_SANDBOX_VERSION },
+): CustomizeResponse {
   const snap = req.parent;
   // A Succeed snapshot needs nothing more. (Metacontroller may serve this answer from its cache for a
   // while after the phase changed; relating a few more objects then is harmless.)
@@ -38,6 +52,9 @@ export function customize(req: CustomizeRequest, allocPods: readonly string[] = 
     podsLabelled(LABEL_BATCH_SANDBOX, sandbox);
   } else if (snap.spec.podName !== undefined) {
     pods([snap.spec.podName]);
+  } else {
+    const sbName = agentSandboxSourceName(snap);
+    if (sbName !== undefined) rules.push(...agentSandboxRelatedRules(ns, sbName, agentSandbox.annotatedPod, agentSandbox.version));
   }
   // The owning BatchSandbox (its generation names the tag) when it is not the source.
   const owner = snap.metadata.ownerReferences?.find((o) => o.controller === true && o.kind === "BatchSandbox");

@@ -1,12 +1,15 @@
 // Reads the observed world out of a hook request by the objects' metadata, never by map keys
 // (Metacontroller's v1 and v2 hooks key them differently).
-import type { BatchSandbox, Job, KubeObject, Pod, SyncRequest } from "../api/types.js";
+import type { AgentSandbox, BatchSandbox, Job, KubeObject, Pod, SyncRequest } from "../api/types.js";
+import { relatedAgentSandboxes } from "./agent-sandbox.js";
 import { API_VERSION, BATCH_SANDBOX_KIND, LABEL_JOB_NAME, LABEL_JOB_NAME_NEW } from "./names.js";
 
 export interface Observed {
   jobs: Job[];
   pods: Pod[];
   batchSandboxes: BatchSandbox[];
+  /** agent-sandbox Sandboxes (spec.sandboxRef sources). */
+  agentSandboxes: AgentSandbox[];
 }
 
 function kindOf(typeKey: string, obj: KubeObject): string {
@@ -33,7 +36,7 @@ export function observe(req: Pick<SyncRequest, "children" | "related">): Observe
     }
   }
   // A pod can be related by several rules (by name and by label): keep one copy each.
-  return { jobs, pods: uniqueByName(pods), batchSandboxes: uniqueByName(batchSandboxes) };
+  return { jobs, pods: uniqueByName(pods), batchSandboxes: uniqueByName(batchSandboxes), agentSandboxes: relatedAgentSandboxes(req) };
 }
 
 function uniqueByName<T extends KubeObject>(objs: T[]): T[] {

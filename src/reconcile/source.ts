@@ -1,7 +1,8 @@
 // Which pod is the snapshot's source (DESIGN.md "Compatibility facts"): for a BatchSandbox, the pods
 // named in its alloc-status annotation, else pods with its label, else `<name>-0`; the first Running
-// one wins. For spec.podName, that pod.
-import type { BatchSandbox, Pod, SandboxSnapshot } from "../api/types.js";
+// one wins. For spec.podName, that pod. For spec.sandboxRef, the platform's rules (./agent-sandbox.ts).
+import type { AgentSandbox, BatchSandbox, Pod, SandboxSnapshot } from "../api/types.js";
+import { agentSandboxSourceName, resolveAgentSandboxSource } from "./agent-sandbox.js";
 import { ANNOTATION_ALLOC_STATUS, LABEL_BATCH_SANDBOX } from "./names.js";
 import { findByName } from "./observe.js";
 
@@ -39,7 +40,7 @@ export function candidatePodNames(spec: SandboxSnapshot["spec"], bs: BatchSandbo
 
 export type SourceResolution =
   | { found: true; pod: Pod; nodeName: string }
-  | { found: false; reason: "SourceNotFound" | "SourceNotRunning"; message: string };
+  | { found: false; reason: "SourceNotFound" | "SourceNotRunning" | "SourceSuspended" | "SourceNotOwned"; message: string };
 
 export function isRunningOnNode(pod: Pod | undefined): boolean {
   return pod?.status?.phase === "Running" && (pod.spec?.nodeName ?? "") !== "" && !pod.metadata?.deletionTimestamp;
@@ -49,8 +50,11 @@ export function resolveSource(
   snap: SandboxSnapshot,
   pods: readonly Pod[],
   batchSandboxes: readonly BatchSandbox[],
+  agentSandboxes: readonly AgentSandbox[] = [],
 ): SourceResolution {
   const spec = snap.spec;
+  const agentSandbox = agentSandboxSourceName(snap);
+  if (agentSandbox !== undefined) return resolveAgentSandboxSource(agentSandbox, pods, agentSandboxes);
   if (spec.podName !== undefined) {
     const pod = findByName(pods, spec.podName);
     if (pod && isRunningOnNode(pod)) return { found: true, pod, nodeName: pod.spec?.nodeName ?? "" };

@@ -2,6 +2,7 @@
 // Pending → Committing → Succeed | Failed; terminal phases never change. Everything learnt is carried
 // forward in status, and a sync over an unchanged world returns the identical status.
 import type {
+  AgentSandbox,
   BatchSandbox,
   Job,
   Pod,
@@ -18,12 +19,13 @@ import { batchSandboxOwner, imageReference, snapshotTag } from "./image-ref.js";
 import { MAX_SNAPSHOT_NAME, commitJobName, unpauseJobName } from "./names.js";
 import { findByName, jobFailureMessage, jobState, observe, podIsActive, podsOfJob, type Observed } from "./observe.js";
 import { effectiveDeletionPolicy } from "./policy.js";
+import { sandboxRefProblem } from "./sandbox-ref.js";
 import { isRunningOnNode, resolveSource } from "./source.js";
 
 /** Results of the shell's look-ups (time-bounded GETs), planned by planSyncLookups. */
 export interface SyncLookups {
   /** BatchSandbox and pods fetched directly, when the related objects held no Running source. */
-  source?: { batchSandboxes: BatchSandbox[]; pods: Pod[] };
+  source?: { batchSandboxes: BatchSandbox[]; pods: Pod[]; agentSandboxes?: AgentSandbox[] };
   /** Why the direct source look-up failed (API unreachable, no API configured). */
   sourceError?: string;
   /** Whether the configured push Secret exists in the snapshot's namespace. */
@@ -36,6 +38,8 @@ export interface SyncLookupPlan {
   source: boolean;
   /** Name of the push Secret to check, if any. */
   pushSecret: string | undefined;
+  /** For a spec.sandboxRef Sandbox source: the agents.x-k8s.io version to GET (AGENT_SANDBOX_API_VERSION). */
+  agentSandboxVersion?: string;
 }
 
 export const RESYNC_WAITING_SECONDS = 10;
@@ -53,8 +57,10 @@ export function planSyncLookups(req: SyncRequest, cfg: ControllerConfig): SyncLo
   const phase = snap.status?.phase ?? "Pending";
   if (phase !== "Pending" || specProblem(snap) !== undefined) return { source: false, pushSecret: undefined };
   const observed = observe(req);
-  const resolved = resolveSource(snap, observed.pods, observed.batchSandboxes);
-  return { source: !resolved.found, pushSecret: cfg.pushSecret };
+  const resolved = resolveSource(snap, observed.pods, observed.batchSandboxes, observed.agentSandboxes);
+  const plan: SyncLookupPlan = { source: !resolved.found, pushSecret: cfg.pushSecret };
+  if (snap.spec.sandboxRef !== undefined) plan.agentSandboxVersion = cfg.agentSandboxVersion;
+  return plan;
 }
 
 export function sync(req: SyncRequest, cfg: ControllerConfig, now: Date, lookups: SyncLookups = {}): SyncResponse {
@@ -104,10 +110,12 @@ function baseStatus(snap: SandboxSnapshot, now: Date): SandboxSnapshotStatus {
 
 /** A spec the API server should have rejected (CEL), checked again: old CRDs or other writers. */
 export function specProblem(snap: SandboxSnapshot): string | undefined {
-  const { sandboxName, podName, containers } = snap.spec;
-  if ((sandboxName === undefined) === (podName === undefined)) {
-    return "exactly one of spec.sandboxName or spec.podName must be set";
+  const { sandboxName, podName, sandboxRef, containers } = snap.spec;
+  if ([sandboxName, podName, sandboxRef].filter((s) => s !== undefined).length !== 1) {
+    return "exactly one of spec.sandboxName, spec.podName or spec.sandboxRef must be set";
   }
+  const refProblem = sandboxRef !== undefined ? sandboxRefProblem(sandboxRef) : undefined;
+  if (refProblem !== undefined) return refProblem;
   const name = snap.metadata.name ?? "";
   if (name.length > MAX_SNAPSHOT_NAME) {
     return `metadata.name must be at most ${MAX_SNAPSHOT_NAME} characters (is ${name.length}) so '<name>-unpause' is a valid Job name`;
@@ -156,7 +164,8 @@ function pending(
         }
       : waiting(base, now, reason, message, Math.min(RESYNC_WAITING_SECONDS, remaining));
 
-  const source = resolveSource(snap, pods, batchSandboxes);
+  const agentSandboxes = [...observed.agentSandboxes, ...(lookups.source?.agentSandboxes ?? [])];
+  const source = resolveSource(snap, pods, batchSandboxes, agentSandboxes);
   if (!source.found) {
     const note = lookups.sourceError !== undefined ? ` (direct look-up failed: ${lookups.sourceError})` : "";
     return waitOrFail(source.reason, source.message + note);
@@ -210,7 +219,7 @@ function pending(
     }
   }
   const tag = snapshotTag(snap, ownerGeneration);
-  const sourceName = snap.spec.sandboxName ?? snap.spec.podName ?? "";
+  const sourceName = snap.spec.sandboxName ?? snap.spec.podName ?? snap.spec.sandboxRef?.name ?? "";
   const targets: CommitTarget[] = [];
   for (const containerName of wanted) {
     const ref = imageReference(

@@ -16,7 +16,8 @@ import {
 } from "../api/validate.js";
 import type { ControllerConfig } from "../config/config.js";
 import { findCondition } from "../reconcile/conditions.js";
-import { customize, customizeLookup } from "../reconcile/customize.js";
+import { annotatedPodName, customizeAgentSandboxLookup } from "../reconcile/agent-sandbox.js";
+import { customize, customizeLookup, type AgentSandboxCustomize } from "../reconcile/customize.js";
 import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
 import { allocStatus } from "../reconcile/source.js";
 import { planSyncLookups, sync } from "../reconcile/sync.js";
@@ -173,7 +174,18 @@ export function createHookApp(deps: ServerDeps): express.Express {
           log.warn({ snapshot: snapshotRef(req.parent), err: describeKubeError(err) }, "could not read BatchSandbox for customize");
         }
       }
-      const res = customize(req, allocPods);
+      const agentSandbox: AgentSandboxCustomize = { version: config.agentSandboxVersion };
+      const sbName = customizeAgentSandboxLookup(req.parent);
+      if (sbName !== undefined && deps.kube) {
+        try {
+          const sb = await deps.kube.getAgentSandbox(req.parent.metadata.namespace ?? "", sbName, config.agentSandboxVersion);
+          const annotated = annotatedPodName(sb);
+          if (annotated !== undefined) agentSandbox.annotatedPod = annotated;
+        } catch (err) {
+          log.warn({ snapshot: snapshotRef(req.parent), err: describeKubeError(err) }, "could not read Sandbox for customize");
+        }
+      }
+      const res = customize(req, allocPods, agentSandbox);
       const rv = validateCustomizeResponse(res);
       if (!rv.ok) throw new Error(`internal error: customize response invalid: ${JSON.stringify(rv.errors)}`);
       return res;

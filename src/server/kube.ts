@@ -1,14 +1,17 @@
-// The hook server's few, time-bounded Kubernetes API calls: GET a BatchSandbox, GET a Pod, check that
-// a Secret exists, create an Event. Without in-cluster credentials or KUBECONFIG there is no API
+// The hook server's few, time-bounded Kubernetes API calls: GET a BatchSandbox or an agent-sandbox
+// Sandbox, GET a Pod, check that a Secret exists, create an Event. Without in-cluster credentials or KUBECONFIG there is no API
 // access; callers degrade (logged once at start-up).
 import { existsSync } from "node:fs";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import type { BatchSandbox, Pod } from "../api/types.js";
+import type { AgentSandbox, BatchSandbox, Pod } from "../api/types.js";
+import { AGENT_SANDBOX_GROUP, AGENT_SANDBOX_RESOURCE } from "../reconcile/agent-sandbox.js";
 import { BATCH_SANDBOX_RESOURCE, GROUP } from "../reconcile/names.js";
 
 export interface KubeAccess {
   /** undefined when the object does not exist. */
   getBatchSandbox(namespace: string, name: string): Promise<BatchSandbox | undefined>;
+  /** An agent-sandbox Sandbox (agents.x-k8s.io/<version>); undefined when it does not exist. */
+  getAgentSandbox(namespace: string, name: string, version: string): Promise<AgentSandbox | undefined>;
   getPod(namespace: string, name: string): Promise<Pod | undefined>;
   secretExists(namespace: string, name: string): Promise<boolean>;
   createEvent(namespace: string, event: Record<string, unknown>): Promise<"created" | "exists">;
@@ -91,6 +94,19 @@ export function createKubeAccess(kc: KubeConfig, timeoutMs = KUBE_TIMEOUT_MS): K
               plural: BATCH_SANDBOX_RESOURCE,
               name,
             })) as BatchSandbox,
+        ),
+      ),
+    getAgentSandbox: (namespace, name, version) =>
+      bounded(`GET Sandbox ${namespace}/${name}`, timeoutMs, () =>
+        orUndefinedOn404(
+          async () =>
+            (await custom.getNamespacedCustomObject({
+              group: AGENT_SANDBOX_GROUP,
+              version,
+              namespace,
+              plural: AGENT_SANDBOX_RESOURCE,
+              name,
+            })) as AgentSandbox,
         ),
       ),
     getPod: (namespace, name) =>

@@ -31,8 +31,13 @@ async function rejection(p: Promise<unknown>): Promise<string | undefined> {
 const longName = `s${"x".repeat(55)}`; // 56 characters
 
 const invalid: { what: string; name?: string; spec?: Record<string, unknown>; omitSpec?: boolean; field: RegExp }[] = [
-  { what: "both sources", spec: { sandboxName: "bs", podName: "p" }, field: /spec\.sandboxName or spec\.podName/ },
-  { what: "neither source", spec: { containers: ["main"] }, field: /spec\.sandboxName or spec\.podName/ },
+  { what: "both sources", spec: { sandboxName: "bs", podName: "p" }, field: /exactly one of spec\.sandboxName, spec\.podName or spec\.sandboxRef/ },
+  { what: "neither source", spec: { containers: ["main"] }, field: /exactly one of spec\.sandboxName, spec\.podName or spec\.sandboxRef/ },
+  { what: "sandboxRef with podName", spec: { podName: "p", sandboxRef: { apiGroup: "agents.x-k8s.io", kind: "Sandbox", name: "s" } }, field: /exactly one of spec\.sandboxName, spec\.podName or spec\.sandboxRef/ },
+  { what: "sandboxRef of another apiGroup", spec: { sandboxRef: { apiGroup: "example.com", kind: "Sandbox", name: "s" } }, field: /spec\.sandboxRef: .*unsupported apiGroup\/kind; supported: apiGroup agents\.x-k8s\.io with kind Sandbox/ },
+  { what: "sandboxRef of another kind", spec: { sandboxRef: { apiGroup: "agents.x-k8s.io", kind: "SandboxClaim", name: "s" } }, field: /spec\.sandboxRef: .*unsupported apiGroup\/kind/ },
+  { what: "sandboxRef without name", spec: { sandboxRef: { apiGroup: "agents.x-k8s.io", kind: "Sandbox" } }, field: /spec\.sandboxRef\.name: Required value/ },
+  { what: "sandboxRef name not a DNS name", spec: { sandboxRef: { apiGroup: "agents.x-k8s.io", kind: "Sandbox", name: "Bad_Name" } }, field: /spec\.sandboxRef\.name: Invalid value/ },
   { what: "no spec at all", omitSpec: true, field: /spec: Required value/ },
   { what: "unknown deletionPolicy", spec: { podName: "p", deletionPolicy: "Keep" }, field: /spec\.deletionPolicy: Unsupported value: "Keep"/ },
   { what: "name over 55 characters", name: longName, spec: { podName: "p" }, field: /metadata\.name must be at most 55 characters/ },
@@ -78,6 +83,7 @@ describe.skipIf(missing)("SandboxSnapshot API validation on a real API server", 
   it("accepts a valid snapshot of each source kind, and a 55-character name", async () => {
     expect(await rejection(create(snapshotObject(NS, "ok-pod", { podName: "p", containers: ["main", "sidecar"], deletionPolicy: "Retain" })))).toBeUndefined();
     expect(await rejection(create(snapshotObject(NS, "ok-sandbox", { sandboxName: "bs" })))).toBeUndefined();
+    expect(await rejection(create(snapshotObject(NS, "ok-agent-sandbox", { sandboxRef: { apiGroup: "agents.x-k8s.io", kind: "Sandbox", name: "my-agent" } })))).toBeUndefined();
     expect(await rejection(create(snapshotObject(NS, `s${"x".repeat(54)}`, { podName: "p" })))).toBeUndefined();
   });
 
@@ -101,7 +107,12 @@ describe.skipIf(missing)("SandboxSnapshot API validation on a real API server", 
       const r = await c().kubectlAsync(["explain", "sandboxsnapshot.spec"]);
       return r.status === 0 && r.stdout.includes("sandboxName") ? r.stdout : undefined;
     }, 30_000, 500);
-    expect(out).toMatch(/Exactly one source, sandboxName or podName/);
+    expect(out).toMatch(/Exactly one source must be set: sandboxName/);
+    expect(out).toMatch(/sandboxRef\s+<Object>/);
+    const ref = await c().kubectlAsync(["explain", "sandboxsnapshot.spec.sandboxRef"]);
+    expect(ref.status, ref.stderr).toBe(0);
+    expect(ref.stdout).toMatch(/agents\.x-k8s\.io\/pod-name/);
+    expect(ref.stdout).toMatch(/apiGroup\s+<string> -required-/);
     expect(out).toMatch(/deletionPolicy\s+<string>/);
     expect(out).toMatch(/Name of a BatchSandbox/);
     const dp = await c().kubectlAsync(["explain", "sandboxsnapshot.spec.deletionPolicy"]);

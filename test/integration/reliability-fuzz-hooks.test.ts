@@ -68,6 +68,7 @@ function hash(s: string): number {
 
 /** Kubernetes behind a fake: answers vary with the name, some calls fail. */
 const kube: KubeAccess = {
+  getAgentSandbox: () => Promise.resolve(undefined),
   getBatchSandbox: (namespace, name) => {
     const h = hash(name);
     if (h % 7 === 0) return Promise.reject(new Error("connection refused"));

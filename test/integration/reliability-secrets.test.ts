@@ -124,6 +124,7 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
     const logs = new Capture();
     const events: Record<string, unknown>[] = [];
     const kube: KubeAccess = {
+      getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),

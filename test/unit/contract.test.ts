@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { CustomizeRequest, SyncRequest } from "../../src/api/types.js";
 import { validateCustomizeRequest, validateCustomizeResponse, validateSyncRequest, validateSyncResponse } from "../../src/api/validate.js";
-import { customize } from "../../src/reconcile/customize.js";
+import { customize, type AgentSandboxCustomize } from "../../src/reconcile/customize.js";
 import { finalize } from "../../src/reconcile/finalize.js";
 import { sync } from "../../src/reconcile/sync.js";
 import { cfg } from "../support/fixtures.js";
@@ -18,6 +18,8 @@ interface Fixture {
   request: unknown;
   response: unknown;
   allocPods?: string[];
+  /** What the customize shell read of a spec.sandboxRef Sandbox. */
+  agentSandbox?: AgentSandboxCustomize;
 }
 
 describe("recorded hook fixtures", () => {
@@ -36,7 +38,7 @@ describe("recorded hook fixtures", () => {
     if (fx.hook === "customize") {
       const v = validateCustomizeRequest(fx.request);
       expect(v.ok ? [] : v.errors).toEqual([]);
-      const res = customize(fx.request as CustomizeRequest, fx.allocPods ?? []);
+      const res = customize(fx.request as CustomizeRequest, fx.allocPods ?? [], fx.agentSandbox);
       expect(validateCustomizeResponse(res).ok).toBe(true);
       expect(validateCustomizeResponse(fx.response).ok).toBe(true);
       expect(res).toEqual(fx.response);

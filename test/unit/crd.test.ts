@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { SUPPORTED_SANDBOX_REFS } from "../../src/reconcile/sandbox-ref.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -61,9 +62,24 @@ describe("SandboxSnapshot CRD", () => {
     const spec = schema.properties?.spec;
     const rules = [...(schema["x-kubernetes-validations"] ?? []), ...(spec?.["x-kubernetes-validations"] ?? [])];
     expect(rules.map((r) => r.rule)).toEqual(
-      expect.arrayContaining(["size(self.metadata.name) <= 55", "has(self.sandboxName) != has(self.podName)", "self == oldSelf"]),
+      expect.arrayContaining([
+        "size(self.metadata.name) <= 55",
+        "(has(self.sandboxName) ? 1 : 0) + (has(self.podName) ? 1 : 0) + (has(self.sandboxRef) ? 1 : 0) == 1",
+        "self == oldSelf",
+      ]),
     );
     for (const r of rules) expect(r.message).toMatch(/metadata\.name|spec/);
+  });
+
+  it("accepts in spec.sandboxRef exactly the apiGroup/kind pairs the controller supports, all three fields required", () => {
+    const ref = schema.properties?.spec?.properties?.sandboxRef as Schema & { required?: string[] };
+    expect(ref.required?.sort()).toEqual(["apiGroup", "kind", "name"]);
+    const rules = ref["x-kubernetes-validations"] ?? [];
+    expect(rules).toHaveLength(1);
+    const listed = /in \[(.*)\]$/.exec(rules[0]?.rule ?? "")?.[1] ?? "";
+    const pairs = [...listed.matchAll(/'([^']+)'/g)].map((m) => m[1]);
+    expect(pairs).toEqual(SUPPORTED_SANDBOX_REFS.map((p) => `${p.apiGroup}/${p.kind}`));
+    expect(rules[0]?.message).toContain("spec.sandboxRef");
   });
 
   it("sets no default for deletionPolicy (the effective rule lives in the controller)", () => {

@@ -301,7 +301,7 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
           r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`))),
         );
         expect(flat.sort()).toEqual(
-          ["sandbox.opensandbox.io/batchsandboxes:get", "/pods:get", "/secrets:get", "/events:create"].sort(),
+          ["sandbox.opensandbox.io/batchsandboxes:get", "agents.x-k8s.io/sandboxes:get", "/pods:get", "/secrets:get", "/events:create"].sort(),
         );
         const secrets = role.rules.find((r) => r.resources.includes("secrets"));
         expect(config.pushSecret).toBeDefined();

@@ -124,6 +124,7 @@ describe("hook server", () => {
   it("finishes in-flight requests on shutdown, then refuses new ones", async () => {
     let release: () => void = () => undefined;
     const slow: KubeAccess = {
+      getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () =>
         new Promise<BatchSandbox | undefined>((resolve) => {
           release = () => {
@@ -151,6 +152,7 @@ describe("hook server", () => {
 
   it("uses the direct look-up results when the related objects miss the source", async () => {
     const kube: KubeAccess = {
+      getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: (_ns, name) => Promise.resolve(batchSandbox(name, { allocPods: ["pool-9"] })),
       getPod: (_ns, name) => Promise.resolve(name === "pool-9" ? pod("pool-9") : undefined),
       secretExists: () => Promise.resolve(true),
@@ -165,6 +167,7 @@ describe("hook server", () => {
   it("emits one Event per transition with a deterministic name, and a failing Event API never fails the hook", async () => {
     const names: string[] = [];
     const kube: KubeAccess = {
+      getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),

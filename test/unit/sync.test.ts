@@ -152,8 +152,8 @@ describe("Pending", () => {
   });
 
   it.each([
-    ["both sources", { sandboxName: "a", podName: "b" }, "exactly one of spec.sandboxName or spec.podName"],
-    ["no source", {}, "exactly one of spec.sandboxName or spec.podName"],
+    ["both sources", { sandboxName: "a", podName: "b" }, "exactly one of spec.sandboxName, spec.podName or spec.sandboxRef"],
+    ["no source", {}, "exactly one of spec.sandboxName, spec.podName or spec.sandboxRef"],
     ["duplicate containers", { podName: "p1", containers: ["a", "a"] }, "spec.containers lists \"a\" twice"],
   ])("fails fast on an invalid spec (%s) with a message naming the field", (_name, spec, message) => {
     const res = run(request(snapshot(spec), { pods: [pod("p1")] }));
