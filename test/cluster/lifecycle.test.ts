@@ -31,7 +31,7 @@ import {
   waitForSnapshot,
   type E2E,
 } from "../support/cluster-e2e.js";
-import { exec, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
+import { exec, labelPodUid, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
 
 const missing = missingClusterComponents() ?? missingComponents(["containerd", "runc", "ctr", "docker-registry"]);
@@ -77,7 +77,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     await createNamespace(e.cluster, ns);
     sourceContainer = await runContainer(cd, "sbx", ns, "main");
     await exec(cd, sourceContainer, "mkdir -p /data && echo hello-from-the-sandbox > /data/hello.txt && rm -f /bin/true");
-    await createRunningPod(e.cluster, ns, "sbx", NODE, ["main"], {}, { main: sourceContainer });
+    await labelPodUid(cd, sourceContainer, (await createRunningPod(e.cluster, ns, "sbx", NODE, ["main"], {}, { main: sourceContainer })).metadata?.uid);
 
     const created = await createSnapshot(e.cluster, snapshotObject(ns, "snap-pod", { podName: "sbx" }));
     const job = await waitForJob(e, ns, "snap-pod-commit");
@@ -236,7 +236,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     });
     const id = await runContainer(cd, "bs-late-0", ns2, "sandbox");
     try {
-      await createRunningPod(e.cluster, ns2, "bs-late-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-late" }, { sandbox: id });
+      await labelPodUid(cd, id, (await createRunningPod(e.cluster, ns2, "bs-late-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-late" }, { sandbox: id })).metadata?.uid);
       const job = await waitForJob(e, ns2, "snap-late-commit", 90_000);
       expect(job.spec?.template.spec?.nodeName).toBe(NODE);
       expect(job.spec?.template.spec?.containers[0]?.args?.slice(0, 2)).toEqual(["bs-late-0", ns2]);
@@ -264,7 +264,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     })) as { metadata: { uid: string; generation: number } };
     const id = await runContainer(cd, "bs-own-0", ns3, "sandbox");
     try {
-      await createRunningPod(e.cluster, ns3, "bs-own-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-own" }, { sandbox: id });
+      await labelPodUid(cd, id, (await createRunningPod(e.cluster, ns3, "bs-own-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-own" }, { sandbox: id })).metadata?.uid);
       const snap = snapshotObject(ns3, "snap-own", { sandboxName: "bs-own" });
       if (snap.metadata) {
         snap.metadata.ownerReferences = [

@@ -29,7 +29,7 @@ import {
   waitForSnapshot,
   type E2E,
 } from "../support/cluster-e2e.js";
-import { removeContainer, runContainer, startContainerd, type Containerd } from "../support/containerd.js";
+import { labelPodUid, removeContainer, runContainer, startContainerd, type Containerd } from "../support/containerd.js";
 import { startRegistry, writeDockerConfig, type TestRegistry } from "../support/registry.js";
 
 const missing = missingClusterComponents() ?? missingComponents(["containerd", "runc", "ctr", "docker-registry", "htpasswd"]);
@@ -70,7 +70,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end with registry credentials",
     await createNode(e.cluster, NODE);
     await createNamespace(e.cluster, NS);
     containerId = await runContainer(cd, "sbx", NS, "main");
-    await createRunningPod(e.cluster, NS, "sbx", NODE, ["main"], {}, { main: containerId });
+    await labelPodUid(cd, containerId, (await createRunningPod(e.cluster, NS, "sbx", NODE, ["main"], {}, { main: containerId })).metadata?.uid);
   }, 600_000);
 
   afterAll(async () => {

@@ -249,6 +249,16 @@ export async function runContainer(cd: Containerd, pod: string, namespace: strin
   return id;
 }
 
+/**
+ * Labels a container with its pod's UID, as the kubelet's CRI does at creation; for tests that start the
+ * container before the API server has assigned the pod a UID (the committer checks SNAPSHOT_POD_UID
+ * against this label).
+ */
+export async function labelPodUid(cd: Containerd, id: string, podUid: string | undefined): Promise<void> {
+  if (podUid === undefined || podUid === "") throw new Error(`no pod UID to label container ${id} with`);
+  await cd.ctr(["containers", "label", id, `io.kubernetes.pod.uid=${podUid}`]);
+}
+
 let execSeq = 0;
 
 /** Runs a shell script inside a running container; returns stdout. */
