@@ -30,6 +30,8 @@ describe("docs/security.md escape-attempt table", () => {
     expect(ESCAPE_ATTEMPTS.length).toBeGreaterThanOrEqual(20);
     const rows = attemptsTable().split("\n").slice(2);
     expect(rows).toHaveLength(ESCAPE_ATTEMPTS.length);
-    ESCAPE_ATTEMPTS.forEach((a, i) => expect(rows[i]).toContain(`naming \`${a.names}\``));
+    ESCAPE_ATTEMPTS.forEach((a, i) => {
+      expect(rows[i]).toContain(`naming \`${a.names}\``);
+    });
   });
 });
