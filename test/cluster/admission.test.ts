@@ -38,7 +38,7 @@ const METACONTROLLER = "system:serviceaccount:metacontroller:metacontroller";
 const JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller";
 /** The namespace editor: bound to `edit` in both namespaces, plus `kubectl debug` (ephemeral containers). */
 const TENANT = "tenant-alice";
-/** What an operator puts into COMMITTER_IMAGE after looking the digest up (docs/install.md). */
+/** What an operator puts into COMMITTER_IMAGE after looking the digest up (docs/quick-start.md, docs/security.md). */
 const PINNED_COMMITTER = `ghcr.io/sandbox-snapshot/image-committer:0.1.0@sha256:${"4e".repeat(32)}`;
 const INSTALLED_KINDS = new Set(["Namespace", "CustomResourceDefinition", "ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
 
@@ -49,7 +49,7 @@ interface Result {
 }
 
 /**
- * The install as docs/install.md describes it: a copy of deploy/overlays/default whose settings pin
+ * The install as docs/quick-start.md describes it: a copy of deploy/overlays/default whose settings pin
  * COMMITTER_IMAGE by digest (the overlay's replacements copy it into the admission parameters).
  */
 function pinnedOverlay(): string {

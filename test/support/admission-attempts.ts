@@ -338,10 +338,11 @@ export const OPENSANDBOX_REQUESTER = "system:serviceaccount:opensandbox-system:o
 export const OPENSANDBOX_PARAMS = { extraCapabilities: "NET_ADMIN", extraCapabilitiesRequesters: OPENSANDBOX_REQUESTER } as const;
 
 /** Objects a namespace editor may still create: baseline allows them. */
-export const ADMITTED: readonly { what: string; object: () => object }[] = [
-  { what: "ordinary pod", object: () => pod("ordinary-admitted") },
+export const ADMITTED: readonly { what: string; kind: string; object: () => object }[] = [
+  { what: "ordinary pod", kind: "Pod", object: () => pod("ordinary-admitted") },
   {
     what: "pod using what baseline allows: NET_BIND_SERVICE, RuntimeDefault seccomp and AppArmor, a safe sysctl, SELinux type container_t",
+    kind: "Pod",
     object: () =>
       pod(
         "baseline-admitted",
@@ -350,7 +351,12 @@ export const ADMITTED: readonly { what: string; object: () => object }[] = [
         sc({ capabilities: { add: ["NET_BIND_SERVICE"], drop: ["NET_RAW"] } }),
       ),
   },
-  { what: "Deployment of ordinary pods", object: () => apps("Deployment", "ordinary-deployment", {}) },
+  {
+    what: "unmasked /proc in a user namespace (`hostUsers: false`, `procMount: Unmasked`), which baseline allows since v1.35",
+    kind: "Pod",
+    object: () => pod("user-namespace-proc", { hostUsers: false }, {}, sc({ procMount: "Unmasked" })),
+  },
+  { what: "Deployment of ordinary pods", kind: "Deployment", object: () => apps("Deployment", "ordinary-deployment", {}) },
 ];
 
 /** The table in docs/security.md, generated from the rows above (test/unit/admission-docs.test.ts). */
@@ -361,5 +367,6 @@ export function attemptsTable(): string {
         ? `| ${String(i + 1)} | ${a.what} | ${a.object} | refused by the API server's validation, naming \`${a.names}\` (${a.refusedByValidation}) |`
         : `| ${String(i + 1)} | ${a.what} | ${a.object} | denied by \`${a.policy ?? POD_SECURITY_POLICY}\`, naming \`${a.names}\` |`,
   );
-  return ["| # | a namespace editor tries | object | outcome (tested) |", "| --- | --- | --- | --- |", ...rows].join("\n");
+  const admitted = ADMITTED.map((a, i) => `| A${String(i + 1)} | ${a.what} | ${a.kind} | admitted |`);
+  return ["| # | a namespace editor tries | object | outcome (tested) |", "| --- | --- | --- | --- |", ...rows, ...admitted].join("\n");
 }
