@@ -379,8 +379,10 @@ describe.skipIf(missing)("admission policies for sandbox namespaces (real API se
 
   describe("garbage collection and orphaning still work", () => {
     it("orphaning the unpause Job: the garbage collector removes the owner reference from its privileged pod", async () => {
-      const before = await jobPod("snap1-unpause");
-      const r = c().kubectl(["delete", "job", "snap1-unpause", "-n", NS, "--cascade=orphan"]);
+      const created = create(ourJob("unpause", await createSnapshot("snap-orphan-pod")), METACONTROLLER);
+      expect(created.status, created.stderr).toBe(0);
+      const before = await jobPod("snap-orphan-pod-unpause");
+      const r = c().kubectl(["delete", "job", "snap-orphan-pod-unpause", "-n", NS, "--cascade=orphan"]);
       expect(r.status, r.stderr).toBe(0);
       const after = await waitFor(
         "the orphaned pod without owner references",
@@ -403,6 +405,31 @@ describe.skipIf(missing)("admission policies for sandbox namespaces (real API se
       await waitFor(
         "the commit Job without owner references",
         async () => ((await c().batch.readNamespacedJob({ name: "snap-orphan-commit", namespace: NS })).metadata?.ownerReferences ?? []).length === 0,
+        60_000,
+        250,
+      );
+    });
+
+    it("foreground deletion of a commit Job: the garbage collector deletes its pod, then lifts the Job's foregroundDeletion finalizer", async () => {
+      const snap = await createSnapshot("snap-fg");
+      const r = create(ourJob("commit", snap), METACONTROLLER);
+      expect(r.status, r.stderr).toBe(0);
+      const pod = await jobPod("snap-fg-commit");
+      const d = c().kubectl(["delete", "job", "snap-fg-commit", "-n", NS, "--cascade=foreground", "--wait=false"]);
+      expect(d.status, d.stderr).toBe(0);
+      const name = pod.metadata?.name ?? "";
+      await waitFor(
+        "the garbage collector deleting the pod",
+        async () => (await c().core.readNamespacedPod({ name, namespace: NS })).metadata?.deletionTimestamp !== undefined,
+        60_000,
+        250,
+      );
+      // No kubelet here to finish the pod's graceful termination: do its part.
+      const f = c().kubectl(["delete", "pod", name, "-n", NS, "--grace-period=0", "--force"]);
+      expect(f.status, f.stderr).toBe(0);
+      await waitFor(
+        "the Job gone (its foregroundDeletion finalizer removed by the garbage collector)",
+        async () => (await c().batch.listNamespacedJob({ namespace: NS, fieldSelector: "metadata.name=snap-fg-commit" })).items.length === 0,
         60_000,
         250,
       );
