@@ -332,31 +332,62 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
           expect(params.jobControllerUsername).toBe("system:serviceaccount:kube-system:job-controller");
         });
 
-        it("cover Jobs and Pods (with ephemeral containers) in namespaces labelled as sandbox namespaces, failing closed", () => {
-          expect(policies.map((p) => p.metadata?.name).sort()).toEqual(["sandbox-snapshot-privileged-jobs", "sandbox-snapshot-privileged-pods"]);
-          const resources = policies.flatMap((p) => p.spec.matchConstraints.resourceRules.flatMap((r) => r.resources));
-          expect(resources.sort()).toEqual(["jobs", "pods", "pods/ephemeralcontainers"]);
+        it("cover every pod and pod template a namespace user can create, and exec into commit pods, in sandbox namespaces, failing closed", () => {
+          expect(policies.map((p) => p.metadata?.name).sort()).toEqual(["sandbox-snapshot-commit-pod-connect", "sandbox-snapshot-pod-security"]);
+          const podSecurity = one<ValidatingAdmissionPolicy>(policies, "ValidatingAdmissionPolicy", "sandbox-snapshot-pod-security");
+          const resources = podSecurity.spec.matchConstraints.resourceRules.flatMap((r) => r.resources);
+          expect(resources.sort()).toEqual(
+            ["cronjobs", "daemonsets", "deployments", "jobs", "pods", "pods/ephemeralcontainers", "replicasets", "replicationcontrollers", "statefulsets"].sort(),
+          );
+          for (const r of podSecurity.spec.matchConstraints.resourceRules) expect(r.operations.sort()).toEqual(["CREATE", "UPDATE"]);
+          expect(podSecurity.spec.paramKind).toEqual({ apiVersion: "v1", kind: "ConfigMap" });
+          const connect = one<ValidatingAdmissionPolicy>(policies, "ValidatingAdmissionPolicy", "sandbox-snapshot-commit-pod-connect");
+          expect(connect.spec.matchConstraints.resourceRules.flatMap((r) => r.resources).sort()).toEqual(["pods/attach", "pods/exec", "pods/portforward"]);
           for (const p of policies) {
             expect(p.spec.failurePolicy).toBe("Fail");
-            expect(p.spec.paramKind).toEqual({ apiVersion: "v1", kind: "ConfigMap" });
-            for (const r of p.spec.matchConstraints.resourceRules) expect(r.operations.sort()).toEqual(["CREATE", "UPDATE"]);
             for (const v of p.spec.validations) {
-              expect(v.expression.trimStart().startsWith("!variables.nodeAccess ||"), "only objects with node access are judged").toBe(true);
-              expect(v.message ?? v.messageExpression).toBeDefined();
-            }
-            const text = JSON.stringify(p.spec);
-            for (const needle of [LABEL_SNAPSHOT_NAME, LABEL_PRIVILEGED, "params.data.committerImage", "hostPath", "privileged"]) {
-              expect(text, `${p.metadata?.name ?? ""} mentions ${needle}`).toContain(needle);
+              expect(v.message ?? v.messageExpression, v.expression).toBeDefined();
             }
           }
-          expect(JSON.stringify(policies)).toContain("params.data.metacontrollerUsername");
-          expect(JSON.stringify(policies)).toContain("params.data.jobControllerUsername");
+          const text = JSON.stringify(podSecurity.spec);
+          for (const needle of [LABEL_SNAPSHOT_NAME, LABEL_PRIVILEGED, "params.data.?committerImage", "params.data.?metacontrollerUsername", "params.data.?jobControllerUsername"]) {
+            expect(text, `mentions ${needle}`).toContain(needle);
+          }
           expect(bindings.map((b) => b.spec.policyName).sort()).toEqual(policies.map((p) => p.metadata?.name).sort());
           for (const b of bindings) {
             expect(b.spec.validationActions).toContain("Deny");
-            expect(b.spec.paramRef).toEqual({ name: "sandbox-snapshot-admission-params", namespace: NAMESPACE, parameterNotFoundAction: "Deny" });
+            if (b.spec.policyName === "sandbox-snapshot-pod-security") {
+              expect(b.spec.paramRef).toEqual({ name: "sandbox-snapshot-admission-params", namespace: NAMESPACE, parameterNotFoundAction: "Deny" });
+            }
             expect(b.spec.matchResources?.namespaceSelector?.matchLabels).toEqual({ [SANDBOX_NS_LABEL]: "true" });
           }
+        });
+
+        it("carry Pod Security baseline's lists as Kubernetes v1.35 defines them, and allow nothing beyond baseline by default", () => {
+          const podSecurity = one<ValidatingAdmissionPolicy>(policies, "ValidatingAdmissionPolicy", "sandbox-snapshot-pod-security");
+          const variable = (name: string): string => podSecurity.spec.variables?.find((v) => v.name === name)?.expression ?? "";
+          const literals = (expr: string): string[] => [...expr.matchAll(/'([^']*)'/g)].map((m) => m[1] ?? "");
+          // k8s.io/pod-security-admission v0.35 policy/check_capabilities_baseline.go, check_sysctls.go, check_seLinuxOptions.go
+          expect(literals(variable("allowedCapabilities").split("+")[0] ?? "")).toEqual([
+            "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+          ]);
+          expect(literals(variable("safeSysctls")).sort()).toEqual(
+            [
+              "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range",
+              "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time",
+              "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+            ].sort(),
+          );
+          expect(literals(variable("selinuxTypes"))).toEqual(["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"]);
+          // One validation per baseline control, each naming the offending fields in its message.
+          for (const control of ["badPrivileged", "badHostPath", "badHostProcess", "badHostNamespaces", "badHostPorts", "badCapabilities", "badProcMount", "badSeccomp", "badAppArmor", "badSELinux", "badSysctls", "badHostProbes"]) {
+            const v = podSecurity.spec.validations.find((x) => x.expression.includes(`size(variables.${control}) == 0`));
+            expect(v, control).toBeDefined();
+            expect(v?.messageExpression, control).toContain(`variables.${control}.join(', ')`);
+            expect(variable(control), control).not.toBe("");
+          }
+          expect(params.extraCapabilities).toBe("");
+          expect(params.extraCapabilitiesRequesters).toBe("");
         });
 
         it("would admit the commit and unpause Jobs this controller builds (image, labels, names, host paths)", () => {
