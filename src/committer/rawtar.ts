@@ -52,9 +52,9 @@ export function rawTarArgs(dir: string, sel: TarSelection): string[] {
         "--null",
         "--verbatim-files-from", // a name such as "--checkpoint-action=exec=…" is a name, never an option
         "--no-unquote",
-        `--files-from=${sel.listPath}`,
-        "--directory",
+        "--directory", // before the list: names are taken relative to the -C in force where they appear
         dir,
+        `--files-from=${sel.listPath}`,
       ];
   }
 }
