@@ -10,6 +10,7 @@
 //   a walk made under the same freeze, so no component of those paths can change in between.
 import { spawn } from "node:child_process";
 import { closeSync, fstatSync, openSync } from "node:fs";
+import { once } from "node:events";
 import { ScratchFullError } from "./layer.js";
 
 const COMMON = [
@@ -85,24 +86,27 @@ export async function rawTar(dir: string, sel: TarSelection, outPath: string, op
     child.stderr?.on("data", (s: string) => {
       if (stderr.length < 4096) stderr += s;
     });
+    // 'exit', not 'close': a grandchild (a wrapper's child) may hold tar's stderr open long after tar
+    // is gone, and the watchdog must not wait for it
     const exited = new Promise<number | null>((resolve, reject) => {
       child.on("error", reject);
-      child.on("close", (code) => {
+      child.on("exit", (code) => {
         resolve(code);
       });
     });
     const state = { over: false };
     const size = (): number => fstatSync(out).size;
+    const stop = (): void => {
+      child.kill("SIGKILL");
+      child.stderr?.destroy();
+    };
     // tar writes the file directly: its size is watched, and tar stopped when it outgrows the space
     const watch = setInterval(() => {
       if (size() > opts.limitBytes) {
         state.over = true;
-        child.kill("SIGKILL");
+        stop();
       }
     }, 20);
-    const stop = (): void => {
-      child.kill("SIGKILL");
-    };
     opts.signal?.addEventListener("abort", stop, { once: true });
     let code: number | null;
     try {
@@ -117,6 +121,10 @@ export async function rawTar(dir: string, sel: TarSelection, outPath: string, op
       opts.signal?.removeEventListener("abort", stop);
     }
     opts.signal?.throwIfAborted();
+    // the rest of tar's messages, briefly (see 'exit' above)
+    if (child.stderr !== null && !child.stderr.destroyed) {
+      await Promise.race([once(child.stderr, "close").catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
     const n = size();
     if (state.over || n > opts.limitBytes) throw new ScratchFullError(opts.limitBytes, "the copy of the upper directory");
     const ok = code === 0 || (opts.tolerateChanges && (code === 1 || code === 2));
