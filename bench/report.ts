@@ -373,7 +373,7 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
         ["workload", "containers", "changed", "floor cold", "freeze felt then", "freeze felt now", "end to end then", "end to end now", "now / then (end to end)"],
         e.results.runs.map((x) => {
           const now = r.runs.find((y) => y.id === x.id && y.containers === x.containers);
-          const comparable = now !== undefined && now.changedBytes === x.changedBytes;
+          const comparable = now?.changedBytes === x.changedBytes;
           return [
             `(${x.id})`,
             x.containers,
@@ -383,7 +383,7 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
             now !== undefined ? `${fmtMs(now.ours.feltFreezeMs, 0)}${comparable ? "" : ` (at ${fmtMiB(now.changedBytes)})`}` : "not run",
             fmtMs(x.ours.endToEndMs, 0),
             now !== undefined ? fmtMs(now.ours.endToEndMs, 0) : "not run",
-            comparable && now !== undefined ? fmtRatio(now.ours.endToEndMs / x.ours.endToEndMs) : "— (other size)",
+            comparable ? fmtRatio(now.ours.endToEndMs / x.ours.endToEndMs) : "— (other size)",
           ];
         }),
       ),

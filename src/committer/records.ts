@@ -16,18 +16,28 @@ export interface EntryRecord extends WalkEntry {
 }
 
 const KINDS: readonly Kind[] = ["file", "dir", "symlink", "char", "block", "fifo"];
-const FIXED = 1 + 8 * 9 + 4 * 4 + 4; // kind, 9 doubles, 4 u32, i32
+const FIXED = 1 + 8 * 8 + 4 * 4 + 4; // kind, 8 doubles, 4 u32, i32
 
-function encode(r: EntryRecord, path: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(2 + path.length + FIXED);
-  let o = b.writeUInt16LE(path.length, 0);
-  o += path.copy(b, o);
+/** Encodes a record into `b` at `at` (room checked by the caller); returns the end. */
+function encodeInto(b: Buffer, at: number, r: EntryRecord): number {
+  const len = b.write(r.path, at + 2, "latin1");
+  b.writeUInt16LE(len, at);
+  let o = at + 2 + len;
   const s = r.stat;
-  o = b.writeUInt8(KINDS.indexOf(s.kind), o);
-  for (const v of [s.dev, s.ino, s.size, s.blocks, s.rdev, s.mtimeMs, s.ctimeMs, r.src?.offset ?? -1, 0]) o = b.writeDoubleLE(v, o);
-  for (const v of [s.perm, s.uid, s.gid, s.nlink]) o = b.writeUInt32LE(v, o);
-  b.writeInt32LE(r.src?.tar ?? -1, o);
-  return b;
+  b[o++] = KINDS.indexOf(s.kind);
+  o = b.writeDoubleLE(s.dev, o);
+  o = b.writeDoubleLE(s.ino, o);
+  o = b.writeDoubleLE(s.size, o);
+  o = b.writeDoubleLE(s.blocks, o);
+  o = b.writeDoubleLE(s.rdev, o);
+  o = b.writeDoubleLE(s.mtimeMs, o);
+  o = b.writeDoubleLE(s.ctimeMs, o);
+  o = b.writeDoubleLE(r.src?.offset ?? -1, o);
+  o = b.writeUInt32LE(s.perm, o);
+  o = b.writeUInt32LE(s.uid, o);
+  o = b.writeUInt32LE(s.gid, o);
+  o = b.writeUInt32LE(s.nlink, o);
+  return b.writeInt32LE(r.src?.tar ?? -1, o);
 }
 
 function decode(b: Buffer, at: number): { rec: EntryRecord; next: number } | undefined {
@@ -36,24 +46,30 @@ function decode(b: Buffer, at: number): { rec: EntryRecord; next: number } | und
   const end = at + 2 + len + FIXED;
   if (end > b.length) return undefined;
   const path = b.toString("latin1", at + 2, at + 2 + len);
-  let o = at + 2 + len;
-  const kind = KINDS[b.readUInt8(o)] ?? "file";
-  o += 1;
-  const d: number[] = [];
-  for (let i = 0; i < 9; i++, o += 8) d.push(b.readDoubleLE(o));
-  const u: number[] = [];
-  for (let i = 0; i < 4; i++, o += 4) u.push(b.readUInt32LE(o));
-  const tar = b.readInt32LE(o);
-  const [dev, ino, size, blocks, rdev, mtimeMs, ctimeMs, offset] = d as [number, number, number, number, number, number, number, number];
-  const [perm, uid, gid, nlink] = u as [number, number, number, number];
-  const stat: EntryStat = { kind, dev, ino, perm, uid, gid, size, blocks, nlink, rdev, mtimeMs, ctimeMs };
+  const o = at + 2 + len;
+  const offset = b.readDoubleLE(o + 57);
+  const tar = b.readInt32LE(o + 81);
+  const stat: EntryStat = {
+    kind: KINDS[b[o] ?? 0] ?? "file",
+    dev: b.readDoubleLE(o + 1),
+    ino: b.readDoubleLE(o + 9),
+    size: b.readDoubleLE(o + 17),
+    blocks: b.readDoubleLE(o + 25),
+    rdev: b.readDoubleLE(o + 33),
+    mtimeMs: b.readDoubleLE(o + 41),
+    ctimeMs: b.readDoubleLE(o + 49),
+    perm: b.readUInt32LE(o + 65),
+    uid: b.readUInt32LE(o + 69),
+    gid: b.readUInt32LE(o + 73),
+    nlink: b.readUInt32LE(o + 77),
+  };
   return { rec: { path, stat, src: tar < 0 ? undefined : { tar, offset } }, next: end };
 }
 
 /** Appends records to a file through a 1 MiB buffer. */
 export class RecordWriter {
   private readonly fd: number;
-  private buf = Buffer.allocUnsafe(1024 * 1024);
+  private readonly buf = Buffer.allocUnsafe(1024 * 1024);
   private used = 0;
   count = 0;
   constructor(readonly path: string) {
@@ -61,13 +77,11 @@ export class RecordWriter {
   }
 
   add(r: EntryRecord): void {
-    const enc = encode(r, Buffer.from(r.path, "latin1"));
-    if (this.used + enc.length > this.buf.length) this.flush();
-    if (enc.length > this.buf.length) this.buf = Buffer.allocUnsafe(enc.length);
-    this.used += enc.copy(this.buf, this.used);
+    // a path is at most MAX_PATH_BYTES (checked by the walk): a record always fits an empty buffer
+    if (this.used + 2 + r.path.length + FIXED > this.buf.length) this.flush();
+    this.used = encodeInto(this.buf, this.used, r);
     this.count++;
   }
-
   private flush(): void {
     let off = 0;
     while (off < this.used) off += writeSync(this.fd, this.buf, off, this.used - off);

@@ -105,12 +105,19 @@ function ustar(h: TarHeader, name: string, linkname: string, size: number, flag:
   buf.write("ustar\u000000", 257, "latin1");
   writeOctal(buf, 329, 8, h.devmajor);
   writeOctal(buf, 337, 8, h.devminor);
-  let sum = 0;
-  for (const b of buf) sum += b;
-  writeOctal(buf, 148, 7, sum);
+  writeOctal(buf, 148, 7, checksum(buf));
   buf[155] = 0x20;
   return buf;
 }
+
+/** Sum of a header block's bytes, the checksum field counted as spaces. */
+function checksum(block: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+  return sum;
+}
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 function pad(n: number): number {
   return (BLOCK - (n % BLOCK)) % BLOCK;
@@ -253,12 +260,12 @@ class ByteReader implements Bytes {
  * Bytes of an archive file by offset: reads are synchronous preads through a read-ahead buffer, and a
  * skip costs nothing — reading one entry in the middle of a large archive reads only that entry.
  */
-class FileBytes implements Bytes {
+export class FileBytes implements Bytes {
   private buf = Buffer.alloc(0);
   private bufAt = 0;
   constructor(
     private readonly fd: number,
-    public position: number,
+    public position = 0,
   ) {}
 
   private fill(n: number): number {
@@ -442,8 +449,10 @@ export async function* readTar(source: AsyncIterable<Buffer>, base = 0): AsyncGe
  * Reads an archive file from `offset` (an entry's `offset`) by preads: skipped data is never read, so
  * a scan of the headers or a read of one entry costs what it uses. The descriptor stays the caller's.
  */
-export async function* readTarFile(fd: number, offset = 0): AsyncGenerator<TarEntry> {
-  yield* readEntries(new FileBytes(fd, offset));
+export async function* readTarFile(fd: number | FileBytes, offset = 0): AsyncGenerator<TarEntry> {
+  const r = typeof fd === "number" ? new FileBytes(fd, offset) : fd;
+  r.position = offset;
+  yield* readEntries(r);
 }
 
 async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
@@ -455,13 +464,11 @@ async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
   for (;;) {
     const block = await r.read(BLOCK);
     if (block === undefined) return;
-    if (block.every((b) => b === 0)) {
+    if (block.equals(ZERO_BLOCK)) {
       await r.drain(); // end of archive: the rest is padding, but the source must end
       return;
     }
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-    if (sum !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
+    if (checksum(block) !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
     const flag = String.fromCharCode(block[156] ?? 0);
     const size = readNumber(block, 124, 12);
     if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {

@@ -24,7 +24,7 @@ import { NeedsDiffService, TRUSTED_OVERLAY } from "./layer.js";
 import { rawTar } from "./rawtar.js";
 import { comparePaths, RecordReader, RecordWriter, sameStat, type EntryRecord, type Source } from "./records.js";
 import type { Scratch } from "./scratch.js";
-import { readTarFile, type TarEntry, type TarHeader } from "./tar.js";
+import { FileBytes, readTarFile, type TarEntry, type TarHeader } from "./tar.js";
 import { displayPath, walkTree, type EntryStat, type WalkEntry } from "./walk.js";
 
 export interface UpperOptions {
@@ -356,11 +356,13 @@ export class UpperCapture {
     if (this.plan === undefined) throw new Error("capture: entries() before frozen()");
     const plan = new RecordReader(this.plan);
     const fds = this.archives.map((a) => openSync(a, "r"));
+    // one reader per archive, moved to each entry: its read-ahead serves the neighbours that follow
+    const readers = fds.map((fd) => new FileBytes(fd));
     const emitted = new Map<string, string>();
     try {
       const delta = await ArchiveCursor.open(fds[this.deltaArchive] as number);
       for (let rec = plan.next(); rec !== undefined; rec = plan.next()) {
-        const entry = await this.copyOf(rec, delta, fds);
+        const entry = await this.copyOf(rec, delta, readers);
         const h: TarHeader = { ...entry.header, name: rec.path };
         const s = rec.stat;
         if (s.kind === "file" && s.nlink > 1) {
@@ -385,11 +387,11 @@ export class UpperCapture {
     }
   }
 
-  private async copyOf(rec: EntryRecord, delta: ArchiveCursor, fds: number[]): Promise<TarEntry> {
+  private async copyOf(rec: EntryRecord, delta: ArchiveCursor, readers: FileBytes[]): Promise<TarEntry> {
     const src = rec.src;
     if (src === undefined) throw new Error(`capture: no copy of ${rec.path}`);
     if (src.tar === this.deltaArchive) return delta.take(rec.path);
-    const it = readTarFile(fds[src.tar] as number, src.offset);
+    const it = readTarFile(readers[src.tar] as FileBytes, src.offset);
     const first = await it.next();
     if (first.done === true) throw new Error(`capture: no entry at offset ${src.offset} of pass ${src.tar + 1}'s archive`);
     return first.value;

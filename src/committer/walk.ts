@@ -111,22 +111,20 @@ export function checkEntry(rel: string, name: Buffer): void {
 }
 
 const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-const SLASH = Buffer.from("/");
 
 interface Frame {
   readonly fd: number;
+  /** `/proc/self/fd/<fd>/`: children are reached relative to the open directory. */
+  readonly prefix: Buffer;
   readonly rel: string;
   readonly names: Buffer[];
   i: number;
 }
 
-function procPath(fd: number, name?: Buffer): Buffer {
-  const dir = Buffer.from(`/proc/self/fd/${fd}`);
-  return name === undefined ? dir : Buffer.concat([dir, SLASH, name]);
-}
-
-function listDir(fd: number): Buffer[] {
-  return readdirSync(procPath(fd), { encoding: "buffer" }).sort((a, b) => Buffer.compare(a, b));
+function frame(fd: number, rel: string): Frame {
+  const prefix = Buffer.from(`/proc/self/fd/${fd}/`);
+  const names = readdirSync(prefix, { encoding: "buffer" }).sort((a, b) => Buffer.compare(a, b));
+  return { fd, prefix, rel, names, i: 0 };
 }
 
 /**
@@ -137,7 +135,7 @@ function listDir(fd: number): Buffer[] {
 export async function* walkTree(root: string, opts: { signal?: AbortSignal; batch?: number } = {}): AsyncGenerator<WalkEntry[]> {
   const batchSize = opts.batch ?? 512;
   const rootFd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
-  const stack: Frame[] = [{ fd: rootFd, rel: "", names: listDir(rootFd), i: 0 }];
+  const stack: Frame[] = [frame(rootFd, "")];
   try {
     let batch: WalkEntry[] = [];
     while (stack.length > 0) {
@@ -150,7 +148,8 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
       const name = top.names[top.i++] as Buffer;
       const rel = top.rel === "" ? name.toString("latin1") : `${top.rel}/${name.toString("latin1")}`;
       checkEntry(rel, name);
-      const st = lstatSync(procPath(top.fd, name), { throwIfNoEntry: false });
+      const at = Buffer.concat([top.prefix, name]);
+      const st = lstatSync(at, { throwIfNoEntry: false });
       const stat = st === undefined ? undefined : toStat(st);
       if (stat === undefined) continue; // vanished meanwhile, or a socket
       if (stat.kind !== "dir") {
@@ -158,7 +157,7 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
       } else {
         let fd: number | undefined;
         try {
-          fd = openSync(procPath(top.fd, name), O_DIR);
+          fd = openSync(at, O_DIR);
         } catch {
           // swapped for a symlink or a file since the lstat, or gone: not followed, no children
         }
@@ -173,7 +172,7 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
             // the stat of the directory actually read (it may differ from the lstat after a swap)
             batch.push({ path: rel, stat: opened });
             try {
-              stack.push({ fd, rel, names: listDir(fd), i: 0 });
+              stack.push(frame(fd, rel));
             } catch (e) {
               closeSync(fd);
               throw e;
