@@ -231,6 +231,7 @@ export async function commit(
         maxFreezeSeconds: s.maxFreezeSeconds,
         containerdRoot: s.containerdRoot,
         tarCommand: s.tarCommand,
+        maxPrecopyPasses: s.precopyPasses,
         freezeOwner: s.snapshotUid,
       },
       scratch,
