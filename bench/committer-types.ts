@@ -42,6 +42,8 @@ export interface WorkloadRun {
   /** tar | gzip | push of the same upper directories (read + compress + upload), sequential per container. */
   readonly boundMs: number;
   readonly boundBlobBytes: number;
+  /** Workloads that check the pushed snapshot's contents: the verdict. */
+  readonly verified?: string;
 }
 
 export interface SecondSnapshot {

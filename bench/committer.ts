@@ -21,7 +21,7 @@ import { ContainerdClient } from "../src/containerd/client.js";
 import { findTargets, type TargetContainer } from "../src/committer/lookup.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { missingComponents, which } from "../test/support/components.js";
-import { exec, removeContainer, startContainerd, taskStatus, upperDir, type Containerd } from "../test/support/containerd.js";
+import { exec, removeContainer, runContainer, startContainerd, taskStatus, upperDir, type Containerd } from "../test/support/containerd.js";
 import { startRegistry, type TestRegistry } from "../test/support/registry.js";
 import type { CommitterResults, DiffServiceRun, OursRun, SecondSnapshot, WorkloadRun } from "./committer-types.js";
 import { BENCH_NICE, log, MiB, procMemory, REPO_ROOT } from "./util.js";
@@ -286,7 +286,40 @@ interface Workload {
   script(scale: number, containers: number): string;
   /** Needs the base image with many files (for deletions). */
   readonly manyFilesBase?: boolean;
+  /** Host-side preparation through the container's root filesystem (faster than a shell loop for many entries). */
+  prepare?(rootfs: string, scale: number, containers: number): void;
+  /** Started in each container before the commit and left running through it (busybox sh, detached). */
+  readonly background?: string;
+  /** Checks the pushed snapshot's contents (run in a container started from it); returns a one-line verdict. */
+  verify?(cd: Containerd, id: string): Promise<string>;
 }
+
+/** A node_modules-like tree: packages of a directory, a lib/ directory and 8 small files (100 B – 3 KiB). */
+function nodeModulesTree(rootfs: string, entries: number): void {
+  const base = join(rootfs, "work", "node_modules");
+  let n = 0;
+  let seed = 1;
+  const rnd = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed;
+  };
+  for (let p = 0; n < entries; p++) {
+    const pkg = join(base, `pkg-${p}`);
+    mkdirSync(join(pkg, "lib"), { recursive: true });
+    n += 2;
+    for (const f of ["package.json", "index.js", "README.md", "LICENSE", "lib/a.js", "lib/b.js", "lib/c.js", "lib/d.d.ts"]) {
+      if (n >= entries) break;
+      writeFileSync(join(pkg, f), `// ${p} ${f}\n${"x".repeat(100 + (rnd() % 2900))}\n`);
+      n++;
+    }
+  }
+}
+
+/** The busy sandbox's writers: a log line every 10 ms, a state file rewritten every 100 ms. */
+const BUSY_WRITERS =
+  "mkdir -p /work; " +
+  "setsid sh -c 'i=0; while true; do echo \"tick $i\" >> /work/log; i=$((i+1)); usleep 10000; done' </dev/null >/dev/null 2>&1 & " +
+  "setsid sh -c 'i=0; while true; do echo \"version $i $(date +%s)\" > /work/state; i=$((i+1)); usleep 100000; done' </dev/null >/dev/null 2>&1 &";
 
 const WORKLOADS: Workload[] = [
   {
@@ -322,6 +355,31 @@ const WORKLOADS: Workload[] = [
     manyFilesBase: true,
     script: () =>
       "set -e; for d in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24; do rm -f /data/many/d$d/f*; done; rm -rf /data/tree; mkdir /data/tree; i=0; while [ $i -lt 20 ]; do echo new $i > /data/tree/n$i; i=$((i+1)); done",
+  },
+  {
+    id: "e",
+    title: "200,000 small entries (node_modules-like: 20,000 packages, 100 B – 3 KiB files)",
+    script: () => "true",
+    prepare: (rootfs, scale, k) => {
+      nodeModulesTree(rootfs, Math.round((200_000 * scale) / k));
+    },
+  },
+  {
+    id: "f",
+    title: "a sandbox that keeps writing during the commit (log line every 10 ms, file rewritten every 100 ms) + 1,000 small files",
+    script: (_s, k) => {
+      const per = Math.round(1000 / k);
+      return `set -e; mkdir -p /work/src; i=0; while [ $i -lt ${per} ]; do printf 'line %04d\\n%01980d\\n' $i $i > /work/src/file$i.txt; i=$((i+1)); done`;
+    },
+    background: BUSY_WRITERS,
+    verify: async (cd, id) => {
+      // the snapshot is one point in time: the log's lines are whole and consecutive, the state one line
+      const log = (await exec(cd, id, "cat /work/log")).split("\n").filter((l) => l !== "");
+      const state = await exec(cd, id, "cat /work/state");
+      const consecutive = log.every((l, i) => l === `tick ${i}`);
+      const stateOk = /^version \d+ \d+\n$/.test(state);
+      return `${consecutive && stateOk ? "content proved" : "**content WRONG**"}: log ${log.length} whole consecutive lines (tick 0 … tick ${log.length - 1}): ${consecutive ? "yes" : "no"}; state ${JSON.stringify(state.trim())}: ${stateOk ? "one whole version" : "torn"}`;
+    },
   },
 ];
 
@@ -516,6 +574,13 @@ async function measureWorkload(env: Env, w: Workload, k: number, scale: number, 
   const pod = await startPod(env.cd, env.hb, env.hbRoot, podName, k, w.manyFilesBase === true ? manyImage : image);
   try {
     await Promise.all(pod.containers.map((c) => exec(env.cd, c.id, w.script(scale, k))));
+    if (w.prepare !== undefined) {
+      for (const c of pod.containers) w.prepare(join(env.cd.dir, "state", "io.containerd.runtime.v2.task", env.cd.namespace, c.id, "rootfs"), scale, k);
+    }
+    if (w.background !== undefined) {
+      for (const c of pod.containers) await exec(env.cd, c.id, w.background);
+      await sleep(300);
+    }
     const uppers = await Promise.all(pod.containers.map((c) => upperDir(env.cd, c.id)));
     const stats = changedStats(uppers);
     dropCaches();
@@ -531,6 +596,18 @@ async function measureWorkload(env: Env, w: Workload, k: number, scale: number, 
     const diffService = await runDiffService(env, pod, `${w.id}${k}`);
     dropCaches();
     const bound = await runBound(env, uppers, `${w.id}${k}`);
+    let verified: string | undefined;
+    if (w.verify !== undefined && ours.error === undefined) {
+      const image = `${env.proxy.host}/bench/${pod.name}-c0:snap-${w.id}${k}`;
+      await env.cd.ctr(["images", "pull", "--plain-http", image], { timeoutMs: 300_000 });
+      const check = await runContainer(env.cd, `${pod.name}-check`, NS, "c0", { image });
+      try {
+        verified = await w.verify(env.cd, check);
+      } finally {
+        await removeContainer(env.cd, check);
+      }
+      log(`committer ${w.id} ×${k}: ${verified}`);
+    }
     const run: WorkloadRun = {
       id: w.id,
       title: w.title,
@@ -545,6 +622,7 @@ async function measureWorkload(env: Env, w: Workload, k: number, scale: number, 
       diffService,
       boundMs: bound.ms,
       boundBlobBytes: bound.bytes,
+      ...(verified !== undefined ? { verified } : {}),
     };
     log(
       `committer ${w.id} ×${k}: ${(stats.bytes / MiB).toFixed(1)} MiB; freeze felt ${ours.feltFreezeMs.toFixed(0)} ms (reported ${ours.reportedFreezeMs}) vs cold read ${cold.ms.toFixed(0)} / warm ${warm.ms.toFixed(0)} ms; Diff-service freeze ${diffService.feltFreezeMs.toFixed(0)} ms; e2e ${ours.endToEndMs.toFixed(0)} vs bound ${bound.ms.toFixed(0)} ms; peak RSS ${(ours.peakRssBytes / MiB).toFixed(0)} MiB`,
@@ -630,7 +708,7 @@ export async function benchCommitter(opts: { quick: boolean }): Promise<Committe
 
     const runs: WorkloadRun[] = [];
     // quick: every workload with one container, and the 256 MiB one with three as well
-    const only = process.env.BENCH_WORKLOADS?.split(",") ?? (opts.quick ? ["a1", "b1", "c1", "d1", "b3"] : undefined);
+    const only = process.env.BENCH_WORKLOADS?.split(",") ?? (opts.quick ? ["a1", "b1", "c1", "d1", "e1", "f1", "b3"] : undefined);
     for (const k of [1, 3]) {
       for (const w of WORKLOADS) if (only === undefined || only.includes(w.id) || only.includes(`${w.id}${k}`)) runs.push(await measureWorkload(env, w, k, scale, cd.baseImage, manyImage));
     }

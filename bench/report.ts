@@ -219,7 +219,7 @@ type RateRowLike = HookResults["rates"][number];
 
 export interface ReportInput {
   readonly hook: { meta: RunMeta; machine: Machine; results: HookResults } | undefined;
-  readonly committer: { meta: RunMeta; machine: Machine; results: CommitterResults } | undefined;
+  readonly committer: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: { meta: RunMeta; results: CommitterResults } } | undefined;
 }
 
 export function renderReport(input: ReportInput): string {
@@ -260,7 +260,7 @@ export function renderReport(input: ReportInput): string {
   return out.join("\n");
 }
 
-function committerSection(c: { meta: RunMeta; machine: Machine; results: CommitterResults }): string {
+function committerSection(c: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: { meta: RunMeta; results: CommitterResults } }): string {
   const r = c.results;
   const out: string[] = [];
   out.push("## Committer");
@@ -319,17 +319,23 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
     ),
   );
   out.push("");
-  const freezeOk = r.runs.filter((x) => x.ours.feltFreezeMs <= 1.5 * x.coldReadMs);
-  const fifthOk = r.runs.filter((x) => x.ours.feltFreezeMs <= x.diffService.feltFreezeMs / 5);
   const ids = (xs: typeof r.runs): string => xs.map((x) => `(${x.id})×${x.containers}`).join(", ") || "none";
+  // issue 14's targets for an idle sandbox: freeze felt against the cold read of the changed bytes
+  const freezeTarget = (id: string): number | undefined => (id === "b" || id === "c" ? 0.25 : id === "a" || id === "d" ? 1.5 : id === "e" ? 1.0 : undefined);
+  const targeted = r.runs.filter((x) => freezeTarget(x.id) !== undefined);
+  const freezeOk = targeted.filter((x) => x.ours.feltFreezeMs <= (freezeTarget(x.id) ?? 0) * x.coldReadMs);
+  const fifthOk = r.runs.filter((x) => x.ours.feltFreezeMs <= x.diffService.feltFreezeMs / 5);
   out.push("Targets:");
   out.push("");
   out.push(
-    `- freeze ≤ 1.5× the cold read: ${verdict(freezeOk.length === r.runs.length)} — held for ${ids(freezeOk)}; missed for ${ids(r.runs.filter((x) => !freezeOk.includes(x)))}.`,
+    `- freeze felt ≤ 0.25× the cold read for (b) and (c), ≤ 1.5× for (a) and (d), ≤ 1.0× a cold GNU tar of the upper directory for (e): ${verdict(freezeOk.length === targeted.length)} — held for ${ids(freezeOk)}; missed for ${ids(targeted.filter((x) => !freezeOk.includes(x)))}.`,
   );
   out.push(
     `- our freeze ≤ 1/5 of the Diff service's: ${verdict(fifthOk.length === r.runs.length)} — held for ${ids(fifthOk)}; missed for ${ids(r.runs.filter((x) => !fifthOk.includes(x)))}.`,
   );
+  for (const x of r.runs.filter((y) => y.verified !== undefined)) {
+    out.push(`- (${x.id})×${x.containers}, a sandbox writing all along: freeze felt ${fmtMs(x.ours.feltFreezeMs, 0)}; the pushed image pulled back and checked — ${x.verified ?? ""}.`);
+  }
   out.push(`- \`nerdctl commit\` as a second baseline: ${r.nerdctl}.`);
   out.push("");
   out.push("### End to end: ours against the bound");
@@ -356,6 +362,36 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
     `Target end to end ≤ 1.2× the bound: ${verdict(e2eOk.length === r.runs.length)} — held for ${ids(e2eOk)}; missed for ${ids(r.runs.filter((x) => !e2eOk.includes(x)))}. The bound has no process start-up, no containerd look-ups, no base-image push and no manifest; ours has all of them.`,
   );
   out.push("");
+  if (c.earlier !== undefined) {
+    const e = c.earlier;
+    out.push(
+      `### Earlier run, for comparison (${e.meta.date.slice(0, 10)}, \`${e.meta.command}\`${e.results.quick ? `, quick ×${e.results.scale}` : ""}; before the pre-copy)`,
+    );
+    out.push("");
+    out.push(
+      table(
+        ["workload", "containers", "changed", "floor cold", "freeze felt then", "freeze felt now", "end to end then", "end to end now", "now / then (end to end)"],
+        e.results.runs.map((x) => {
+          const now = r.runs.find((y) => y.id === x.id && y.containers === x.containers);
+          const comparable = now?.changedBytes === x.changedBytes;
+          return [
+            `(${x.id})`,
+            x.containers,
+            fmtMiB(x.changedBytes),
+            fmtMs(x.coldReadMs, 0),
+            fmtMs(x.ours.feltFreezeMs, 0),
+            now !== undefined ? `${fmtMs(now.ours.feltFreezeMs, 0)}${comparable ? "" : ` (at ${fmtMiB(now.changedBytes)})`}` : "not run",
+            fmtMs(x.ours.endToEndMs, 0),
+            now !== undefined ? fmtMs(now.ours.endToEndMs, 0) : "not run",
+            comparable ? fmtRatio(now.ours.endToEndMs / x.ours.endToEndMs) : "— (other size)",
+          ];
+        }),
+      ),
+    );
+    out.push("");
+    out.push("Target: end to end no more than 10 % worse than then (the pre-copy reads the tree a second time). Rows run at another size (a quick run) are not comparable and say so.");
+    out.push("");
+  }
   const failed = r.runs.filter((x) => x.ours.error !== undefined);
   for (const x of failed) out.push(`**(${x.id})×${x.containers} failed**: ${x.ours.error ?? ""}`, "");
   const first = r.runs[0];

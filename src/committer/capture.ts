@@ -1,20 +1,22 @@
-// Capture with the shortest freeze: everything that can be prepared is prepared before the pause
-// (lookup, mounts, the Diff service's parent view, the scratch-space check); while frozen only the
-// changes are read; compression and push happen after the resume.
-import { lstat, opendir, readFile, rm, statfs, access, constants } from "node:fs/promises";
+// Capture with the shortest freeze. Before the pause: plans (overlay upper directory, or containerd's
+// Diff service), the Diff service's parent views, and the pre-copy of every upper directory while the
+// sandbox runs (./upper.ts) — hostile trees are refused here, before anything is frozen. Frozen: a stat
+// walk of each upper directory and a raw read of what changed since its pre-copy (or the Diff service).
+// After the resume: the OCI layers are made from the raw captures while they are compressed.
+import { readFile, access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ContainerdClient } from "../containerd/client.js";
 import type { Mount } from "../containerd/types.js";
 import { Freezer, type FreezeLog } from "./freeze.js";
-import { captureUpperdir, NeedsDiffService, ScratchFullError, TRUSTED_OVERLAY, USER_OVERLAY } from "./layer.js";
+import { encodeLayer, NeedsDiffService, toOciLayer, TRUSTED_OVERLAY, USER_OVERLAY, type LayerBytes } from "./layer.js";
 import type { TargetContainer } from "./lookup.js";
+import type { Scratch } from "./scratch.js";
+import { UpperCapture, type FrozenStats, type PassStats, type UpperOptions } from "./upper.js";
 
 export const MEDIA_TYPE_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar";
 
 export interface CaptureSettings {
-  readonly scratchDir: string;
-  readonly scratchLimitBytes: number;
   readonly maxFreezeSeconds: number;
   /** containerd's root on this host; upper directories must be readable under it. */
   readonly containerdRoot: string;
@@ -24,28 +26,46 @@ export interface CaptureSettings {
   readonly tarCommand?: string;
   /** The snapshot UID recorded as the owner of the freeze (./ownership.ts). */
   readonly freezeOwner?: string | undefined;
+  /** Pre-copy passes at most (default 3; 0 reads everything under the freeze). */
+  readonly maxPrecopyPasses?: number;
+  /** Wall clock in ms, compared with ctimes (tests pass their own). */
+  readonly now?: () => number;
+  /** TEST ONLY (see UpperOptions): the racy-git rule off. */
+  readonly unsafeTrustRacyEntries?: boolean;
 }
 
-/** A captured, uncompressed layer: on the scratch volume, or in containerd's content store. */
-export type LayerLocation = { readonly kind: "file"; readonly path: string } | { readonly kind: "content"; readonly digest: string };
+/** What a captured layer is made from: a raw capture of an upper directory, or the Diff service's layer. */
+export type LayerSource =
+  | { readonly kind: "upper"; readonly upper: UpperCapture; readonly overlayPrefix: string }
+  | { readonly kind: "content"; readonly digest: string; readonly diffId: string; readonly size: number };
 
-export interface CapturedLayer {
-  readonly target: TargetContainer;
+/** A container of the commit, carried through the capture. */
+export interface CaptureItem {
+  readonly container: TargetContainer;
+}
+
+export interface CapturedLayer<T extends CaptureItem = CaptureItem> {
+  readonly item: T;
   readonly method: "upperdir" | "diff-service";
-  readonly diffId: string;
-  readonly size: number;
-  readonly location: LayerLocation;
+  readonly source: LayerSource;
+  /** Pre-copy passes (upper directories). */
+  readonly passes: readonly PassStats[];
+  /** What the freeze walked and read again (upper directories). */
+  readonly frozen?: FrozenStats;
 }
 
-export interface CaptureResult {
-  readonly layers: CapturedLayer[];
+export interface CaptureResult<T extends CaptureItem = CaptureItem> {
+  readonly layers: CapturedLayer<T>[];
   readonly freezeMillis: number;
-  readonly capturedBytes: number;
+  /** Bytes of file data read inside the freeze (upper directories), or the Diff service's layer sizes. */
+  readonly frozenBytes: number;
 }
 
 export interface CaptureHooks {
   /** Called while frozen, after the pause and before reading (tests observe the freeze here). */
   readonly onFrozen?: () => Promise<void> | void;
+  /** Called after each pre-copy pass of each upper directory (tests change the tree while it "runs"). */
+  readonly onPrecopyPass?: (container: string, pass: number) => Promise<void> | void;
 }
 
 type Plan =
@@ -98,115 +118,117 @@ export async function planCapture(client: ContainerdClient, t: TargetContainer, 
   return { kind: "upperdir", upperdir, overlayPrefix, right, parent };
 }
 
-/** A size estimate of the tar of a directory (headers, PAX records, padded data). */
-export async function estimateTarBytes(dir: string): Promise<number> {
-  let total = 1024;
-  const walk = async (d: string): Promise<void> => {
-    const handle = await opendir(d);
-    for await (const ent of handle) {
-      const p = join(d, ent.name);
-      total += 1536;
-      if (ent.isFile()) total += Math.ceil((await lstat(p)).size / 512) * 512;
-      else if (ent.isDirectory()) await walk(p);
-    }
-  };
-  await walk(dir);
-  return total;
+/**
+ * The layer's uncompressed tar as a stream, and its diff_id once read. Upper directories: made now, from
+ * the raw capture (conversion to OCI form here, after the thaw).
+ */
+export function layerBytes(client: ContainerdClient, layer: CapturedLayer, lease: string): LayerBytes {
+  const src = layer.source;
+  if (src.kind === "upper") return encodeLayer(toOciLayer(src.upper.entries(), src.overlayPrefix));
+  const chunks = (async function* (): AsyncGenerator<Buffer> {
+    yield* client.readContent(src.digest, lease);
+  })();
+  return { chunks, result: () => ({ diffId: src.diffId, size: src.size, entries: 0 }) };
 }
 
-async function usedBytes(dir: string): Promise<number> {
-  let total = 0;
-  const walk = async (d: string): Promise<void> => {
-    for await (const ent of await opendir(d)) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) await walk(p);
-      else total += (await lstat(p)).size;
-    }
-  };
-  await walk(dir);
-  return total;
+/** Removes what a layer's capture left on the scratch volume. */
+export function disposeLayer(layer: CapturedLayer): void {
+  if (layer.source.kind === "upper") layer.source.upper.dispose();
 }
 
-/** Bytes the scratch directory can still take: its configured limit less what is used, and the disk's free space. */
-export async function scratchAvailable(dir: string, limitBytes: number): Promise<number> {
-  const fsInfo = await statfs(dir);
-  const free = fsInfo.bavail * fsInfo.bsize;
-  return Math.max(0, Math.min(limitBytes - (await usedBytes(dir)), free));
-}
-
-export async function capture(
+export async function capture<T extends CaptureItem>(
   client: ContainerdClient,
-  targets: readonly TargetContainer[],
+  items: readonly T[],
   s: CaptureSettings,
+  scratch: Scratch,
   lease: string,
   log: FreezeLog,
   hooks: CaptureHooks = {},
-): Promise<CaptureResult> {
+): Promise<CaptureResult<T>> {
   // ---- before the freeze -----------------------------------------------------------------------
-  const plans = await Promise.all(targets.map((t) => planCapture(client, t, s)));
-  let estimate = 0;
-  for (const [i, p] of plans.entries()) {
-    if (p.kind === "upperdir") estimate += await estimateTarBytes(p.upperdir);
-    else log(`container ${targets[i]?.name ?? "?"}: using containerd's Diff service (${p.reason})`);
+  interface Job {
+    readonly item: T;
+    plan: Plan;
+    upper?: UpperCapture;
+    view?: { key: string; mounts: Mount[] };
   }
-  const available = await scratchAvailable(s.scratchDir, s.scratchLimitBytes);
-  if (estimate > available) {
-    throw new ScratchFullError(available, `the containers' changes (about ${estimate} bytes)`);
-  }
+  const jobs: Job[] = [];
+  for (const item of items) jobs.push({ item, plan: await planCapture(client, item.container, s) });
   const tag = randomBytes(4).toString("hex");
-  const views = new Map<number, { key: string; mounts: Mount[] }>();
-  const ensureView = async (i: number): Promise<Mount[]> => {
-    const have = views.get(i);
-    if (have !== undefined) return have.mounts;
-    const t = targets[i] as TargetContainer;
-    const key = `${lease}-parent-${i}-${tag}`;
-    const mounts = t.snapshotter && plans[i]?.parent ? await client.viewSnapshot(t.snapshotter, key, plans[i].parent, lease) : [];
-    views.set(i, { key, mounts });
-    return mounts;
+  const removeViews = async (): Promise<void> => {
+    for (const j of jobs) if (j.view !== undefined) await client.removeSnapshot(j.item.container.snapshotter, j.view.key).catch(() => undefined);
   };
-  for (const [i, p] of plans.entries()) if (p.kind === "diff") await ensureView(i);
+  const disposeUppers = (): void => {
+    for (const j of jobs) j.upper?.dispose();
+  };
+  const toDiff = async (j: Job, reason: string): Promise<void> => {
+    log(`container ${j.item.container.name}: using containerd's Diff service (${reason})`);
+    const t = j.item.container;
+    j.plan = { kind: "diff", right: j.plan.right, parent: j.plan.parent, reason };
+    const key = `${lease}-parent-${t.name}-${tag}`;
+    const mounts = t.snapshotter && j.plan.parent ? await client.viewSnapshot(t.snapshotter, key, j.plan.parent, lease) : [];
+    j.view = { key, mounts };
+  };
+  try {
+    for (const j of jobs) {
+      const p = j.plan;
+      if (p.kind === "diff") {
+        await toDiff(j, p.reason);
+        continue;
+      }
+      const opts: UpperOptions = {
+        tarBinary: s.tarCommand,
+        overlayPrefix: p.overlayPrefix,
+        now: s.now,
+        maxPasses: s.maxPrecopyPasses,
+        unsafeTrustRacyEntries: s.unsafeTrustRacyEntries,
+        onPass: hooks.onPrecopyPass ? (n) => hooks.onPrecopyPass?.(j.item.container.name, n) : undefined,
+      };
+      const upper = new UpperCapture(p.upperdir, scratch, `${j.item.container.name}-${tag}`, opts);
+      j.upper = upper;
+      try {
+        await upper.precopy();
+      } catch (e) {
+        if (!(e instanceof NeedsDiffService)) throw e;
+        upper.dispose();
+        j.upper = undefined;
+        await toDiff(j, e.message);
+        continue;
+      }
+      const last = upper.passes[upper.passes.length - 1];
+      log(
+        `container ${j.item.container.name}: pre-copied ${upper.precopiedBytes} bytes in ${upper.passes.length} pass(es) (${upper.passes.map((x) => `${x.millis} ms`).join(", ")}); ${last?.changed ?? 0} of ${last?.entries ?? 0} entries left for the freeze`,
+      );
+    }
+  } catch (e) {
+    disposeUppers();
+    await removeViews();
+    throw e;
+  }
 
   // ---- frozen ----------------------------------------------------------------------------------
   const freezer = new Freezer(
     client,
-    targets.map((t) => t.id),
+    items.map((i) => i.container.id),
     s.maxFreezeSeconds * 1000,
     log,
-    { owner: s.freezeOwner, names: new Map(targets.map((t) => [t.id, t.name])) },
+    { owner: s.freezeOwner, names: new Map(items.map((i) => [i.container.id, i.container.name])) },
   );
-  const written: string[] = [];
-  const layers: CapturedLayer[] = [];
+  const layers: CapturedLayer<T>[] = [];
   try {
     await freezer.freeze();
     await hooks.onFrozen?.();
-    let budget = available;
-    const viaDiff = async (i: number, t: TargetContainer, p: Plan): Promise<CapturedLayer> => {
-      const left = await ensureView(i);
-      const remaining = Math.max(1000, s.maxFreezeSeconds * 1000 - freezer.freezeMillis);
-      const desc = await client.diff(left, p.right, MEDIA_TYPE_LAYER_TAR, `${lease}-diff-${i}-${tag}`, lease, remaining);
-      const info = await client.contentInfo(desc.digest);
-      const uncompressed = info.labels["containerd.io/uncompressed"] ?? desc.digest;
-      return { target: t, method: "diff-service", diffId: uncompressed, size: desc.size, location: { kind: "content", digest: desc.digest } };
-    };
-    // Sequential on purpose: the budget check is exact, and on two cores parallel tar readers of the
-    // same disk gain little while doubling the memory held.
-    for (const [i, p] of plans.entries()) {
-      const t = targets[i] as TargetContainer;
-      if (p.kind === "diff") {
-        layers.push(await viaDiff(i, t, p));
-        continue;
-      }
-      const path = join(s.scratchDir, `${t.name}-${tag}.tar`);
-      written.push(path);
-      try {
-        const r = await captureUpperdir(p.upperdir, path, { limitBytes: budget, overlayPrefix: p.overlayPrefix, signal: freezer.signal, tarBinary: s.tarCommand });
-        budget -= r.size;
-        layers.push({ target: t, method: "upperdir", diffId: r.diffId, size: r.size, location: { kind: "file", path } });
-      } catch (e) {
-        if (!(e instanceof NeedsDiffService)) throw e;
-        log(`container ${t.name}: ${e.message}; using containerd's Diff service`);
-        await rm(path, { force: true });
-        layers.push(await viaDiff(i, t, p));
+    // Sequential on purpose: on two cores parallel readers of the same disk gain little.
+    for (const [i, j] of jobs.entries()) {
+      if (j.upper !== undefined && j.plan.kind === "upperdir") {
+        const frozen = await j.upper.frozen(freezer.signal);
+        layers.push({ item: j.item, method: "upperdir", source: { kind: "upper", upper: j.upper, overlayPrefix: j.plan.overlayPrefix }, passes: j.upper.passes, frozen });
+      } else {
+        const remaining = Math.max(1000, s.maxFreezeSeconds * 1000 - freezer.freezeMillis);
+        const desc = await client.diff(j.view?.mounts ?? [], j.plan.right, MEDIA_TYPE_LAYER_TAR, `${lease}-diff-${i}-${tag}`, lease, remaining);
+        const info = await client.contentInfo(desc.digest);
+        const diffId = info.labels["containerd.io/uncompressed"] ?? desc.digest;
+        layers.push({ item: j.item, method: "diff-service", source: { kind: "content", digest: desc.digest, diffId, size: desc.size }, passes: [] });
       }
       freezer.signal.throwIfAborted();
     }
@@ -214,22 +236,18 @@ export async function capture(
     await freezer.thaw().catch((te: unknown) => {
       log(`resume after failure: ${te instanceof Error ? te.message : String(te)}`);
     });
-    await Promise.all(written.map((w) => rm(w, { force: true })));
-    await removeViews(client, targets, views);
+    disposeUppers();
+    await removeViews();
     throw freezer.signal.aborted ? (freezer.signal.reason as Error) : e;
   }
-  await freezer.thaw();
-  await removeViews(client, targets, views);
-  return { layers, freezeMillis: freezer.freezeMillis, capturedBytes: layers.reduce((n, l) => n + l.size, 0) };
-}
-
-async function removeViews(
-  client: ContainerdClient,
-  targets: readonly TargetContainer[],
-  views: Map<number, { key: string; mounts: Mount[] }>,
-): Promise<void> {
-  for (const [i, v] of views) {
-    const t = targets[i];
-    if (t !== undefined) await client.removeSnapshot(t.snapshotter, v.key).catch(() => undefined);
+  try {
+    await freezer.thaw();
+  } catch (e) {
+    disposeUppers();
+    throw e;
+  } finally {
+    await removeViews();
   }
+  const frozenBytes = layers.reduce((n, l) => n + (l.frozen?.rereadBytes ?? (l.source.kind === "content" ? l.source.size : 0)), 0);
+  return { layers, freezeMillis: freezer.freezeMillis, frozenBytes };
 }

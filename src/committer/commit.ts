@@ -2,8 +2,6 @@
 // capture (the only frozen part) → compress → assemble → push. unpause: resume a pod's paused
 // containers. Containers are running again whenever these return or throw.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import { ContainerdError, type ContainerdClient } from "../containerd/client.js";
 import { RegistryClient } from "../registry/client.js";
@@ -12,12 +10,13 @@ import type { RegistryLogger } from "../registry/log.js";
 import { OCI_MANIFEST } from "../registry/media-types.js";
 import { parseImageReference, type ImageReference } from "../registry/reference.js";
 import type { RetryPolicy } from "../registry/retry.js";
-import { capture, scratchAvailable, type CaptureHooks, type CapturedLayer } from "./capture.js";
+import { capture, disposeLayer, layerBytes, type CaptureHooks, type CapturedLayer } from "./capture.js";
 import { compressLayer, type CompressedBlob } from "./compress.js";
 import type { CommitTarget, CommitterSettings } from "./config.js";
 import { assembleImage, BaseImageError, loadBaseImage, type BaseImage } from "./image.js";
 import { findTargets, podContainerAttempts, type TargetContainer } from "./lookup.js";
 import { FreezeOwnership, NOT_A_COMMIT } from "./ownership.js";
+import { Scratch } from "./scratch.js";
 
 export interface Log {
   info(msg: string): void;
@@ -90,7 +89,8 @@ class Registries {
   }
 }
 
-interface Prepared {
+/** One container of the commit, carried through prepare → capture → compress → push. */
+interface ContainerCommit {
   readonly target: CommitTarget;
   readonly container: TargetContainer;
   readonly base: BaseImage;
@@ -112,7 +112,7 @@ async function prepare(
   registries: Registries,
   target: CommitTarget,
   container: TargetContainer,
-): Promise<Prepared> {
+): Promise<ContainerCommit> {
   const base = await loadBaseImage(deps.client, container.image);
   const source = sourceReference(base.name);
   const remoteLayers = new Set<string>();
@@ -140,19 +140,24 @@ async function prepare(
   return { target, container, base, source, remoteLayers };
 }
 
-function openLayer(client: ContainerdClient, layer: CapturedLayer, lease: string): AsyncIterable<Buffer> {
-  if (layer.location.kind === "content") return client.readContent(layer.location.digest, lease);
-  const path = layer.location.path;
-  return (async function* (): AsyncGenerator<Buffer> {
-    const { createReadStream } = await import("node:fs");
-    for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) yield c as Buffer;
-  })();
+/** Makes the layer from its capture while compressing it onto the scratch volume. */
+async function compress(
+  client: ContainerdClient,
+  layer: CapturedLayer<ContainerCommit>,
+  s: CommitterSettings,
+  scratch: Scratch,
+  lease: string,
+): Promise<{ blob: CompressedBlob; diffId: string }> {
+  const out = scratch.file(`${layer.item.target.container}.${s.compression === "zstd" ? "tar.zst" : "tar.gz"}`);
+  const bytes = layerBytes(client, layer, lease);
+  const blob = await compressLayer(bytes.chunks, out, s.compression, scratch.available());
+  return { blob, diffId: bytes.result().diffId };
 }
 
 async function push(
   deps: CommitDeps,
   registries: Registries,
-  p: Prepared,
+  p: ContainerCommit,
   blob: CompressedBlob,
   diffId: string,
   s: CommitterSettings,
@@ -209,54 +214,51 @@ export async function commit(
     const reg = await registries.get(host);
     await reg.ping();
   }
-  const prepared: Prepared[] = [];
+  const prepared: ContainerCommit[] = [];
   for (const [i, t] of targets.entries()) prepared.push(await prepare(deps, registries, t, containers[i] as TargetContainer));
 
   const lease = `image-committer-${randomBytes(6).toString("hex")}`;
   const expire = new Date(Date.now() + LEASE_EXPIRY_MS).toISOString().replace(/\.\d+Z$/, "Z");
   await client.createLease(lease, { "containerd.io/gc.expire": expire });
-  const scratchFiles: string[] = [];
+  const scratch = new Scratch(s.scratchDir, s.scratchLimitBytes);
+  let layers: CapturedLayer<ContainerCommit>[] = [];
   try {
-    // ---- the freeze ----------------------------------------------------------------------------
+    // ---- pre-copy, then the freeze -------------------------------------------------------------
     const captured = await capture(
       client,
-      containers,
+      prepared,
       {
-        scratchDir: s.scratchDir,
-        scratchLimitBytes: s.scratchLimitBytes,
         maxFreezeSeconds: s.maxFreezeSeconds,
         containerdRoot: s.containerdRoot,
         tarCommand: s.tarCommand,
+        maxPrecopyPasses: s.precopyPasses,
         freezeOwner: s.snapshotUid,
       },
+      scratch,
       lease,
       (m) => {
         log.info(m);
       },
       deps.hooks ?? {},
     );
-    for (const l of captured.layers) if (l.location.kind === "file") scratchFiles.push(l.location.path);
+    layers = captured.layers;
     log.info(
-      `captured ${captured.capturedBytes} bytes from ${captured.layers.length} container(s); frozen for ${captured.freezeMillis} ms`,
+      `captured ${layers.length} container(s), ${captured.frozenBytes} bytes read while frozen; frozen for ${captured.freezeMillis} ms`,
     );
 
-    // ---- after the resume: compress, assemble, push --------------------------------------------
+    // ---- after the resume: make the layer while compressing, assemble, push ---------------------
     await deps.hooks?.beforePush?.();
     const results: CommittedContainer[] = [];
-    for (const [i, layer] of captured.layers.entries()) {
-      const p = prepared[i] as Prepared;
-      const out = join(s.scratchDir, `${p.target.container}-${lease}.${s.compression === "zstd" ? "tar.zst" : "tar.gz"}`);
-      scratchFiles.push(out);
-      // what is left of the scratch space now (the uncompressed tars still count)
-      const room = await scratchAvailable(s.scratchDir, s.scratchLimitBytes);
-      const blob = await compressLayer(openLayer(client, layer, lease), out, s.compression, room);
-      if (layer.location.kind === "file") await rm(layer.location.path, { force: true });
-      results.push(await push(deps, registries, p, blob, layer.diffId, s, lease));
-      await rm(out, { force: true });
+    for (const layer of layers) {
+      const { blob, diffId } = await compress(client, layer, s, scratch, lease);
+      disposeLayer(layer);
+      results.push(await push(deps, registries, layer.item, blob, diffId, s, lease));
+      scratch.remove(blob.path);
     }
-    return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.capturedBytes };
+    return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.frozenBytes };
   } finally {
-    await Promise.all(scratchFiles.map((f) => rm(f, { force: true })));
+    for (const l of layers) disposeLayer(l);
+    scratch.removeAll();
     await client.deleteLease(lease).catch((e: unknown) => {
       log.warn(`could not delete lease ${lease} (it expires by itself at ${expire}): ${e instanceof Error ? e.message : String(e)}`);
     });

@@ -41,6 +41,8 @@ export interface CommitterSettings {
   readonly podUid: string | undefined;
   /** GNU tar used to read upper directories (IMAGE_COMMITTER_TAR, default `tar` on PATH). */
   readonly tarCommand: string;
+  /** Pre-copy passes before the freeze (SNAPSHOT_PRECOPY_PASSES, 0–5, default 3; 0 reads everything frozen). */
+  readonly precopyPasses: number;
 }
 
 export interface CommitTarget {
@@ -147,6 +149,7 @@ export const COMMITTER_ENV_VARS: readonly string[] = [
   "SNAPSHOT_NAMESPACE",
   "SNAPSHOT_POD_UID",
   "IMAGE_COMMITTER_TAR",
+  "SNAPSHOT_PRECOPY_PASSES",
 ];
 
 /** Bytes: a plain integer, or a Kubernetes quantity such as `10Gi` or `500M`. */
@@ -185,6 +188,11 @@ function settingsFrom(env: Env): CommitterSettings {
     }
     limit = n;
   }
+  const passesRaw = env.SNAPSHOT_PRECOPY_PASSES;
+  const precopyPasses = passesRaw === undefined || passesRaw === "" ? 3 : Number(passesRaw);
+  if (!Number.isInteger(precopyPasses) || precopyPasses < 0 || precopyPasses > 5 || !/^\d$/.test(passesRaw ?? "3")) {
+    throw new UsageError("SNAPSHOT_PRECOPY_PASSES", `${show(passesRaw ?? "")} must be a whole number from 0 to 5 (0: no pre-copy, everything is read while frozen)`);
+  }
   const dockerConfig = env.DOCKER_CONFIG;
   if (dockerConfig !== undefined && dockerConfig !== "" && (!dockerConfig.startsWith("/") || dockerConfig.includes("\0"))) {
     throw new UsageError("DOCKER_CONFIG", `${show(dockerConfig)} is not an absolute path of a directory holding config.json`);
@@ -205,6 +213,7 @@ function settingsFrom(env: Env): CommitterSettings {
     snapshotNamespace: envOptional(env, "SNAPSHOT_NAMESPACE"),
     podUid: podUid(env),
     tarCommand: envOptional(env, "IMAGE_COMMITTER_TAR", 4096) ?? "tar",
+    precopyPasses,
   };
 }
 

@@ -1,6 +1,7 @@
-// Capture of an overlay upper directory as an uncompressed OCI layer tar.
+// The OCI layer form of an overlay upper directory's raw capture (./upper.ts), made after the thaw and
+// streamed into the compressor (the uncompressed layer is never stored on the scratch volume).
 //
-// Reading: GNU tar walks the upper directory (`--xattrs --xattrs-include=*`, sorted, numeric owners,
+// Reading (./rawtar.ts): GNU tar reads the upper directory (`--xattrs --xattrs-include=*`, sorted, numeric owners,
 // hard links detected). Node has no extended-attribute API and native addons are not wanted in the
 // committer, and GNU tar — present in every Debian/Ubuntu-based image — is the one ubiquitous tool that
 // reads all xattrs (binary-safe, `trusted.*` included, which needs CAP_SYS_ADMIN: the commit Job is
@@ -14,11 +15,8 @@
 //   every other xattr (user.*, security.capability, ACLs…) is kept, binary values intact;
 // - a `<overlay>.redirect` or `<overlay>.metacopy` xattr means the upper directory alone does not hold
 //   the changes: the capture stops with NeedsDiffService and the caller uses containerd's Diff service.
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { once } from "node:events";
-import { END_OF_ARCHIVE, encodeHeader, paddingFor, readTar, type TarEntry, type TarHeader } from "./tar.js";
+import { END_OF_ARCHIVE, encodeHeader, paddingFor, type TarEntry, type TarHeader } from "./tar.js";
 
 export const TRUSTED_OVERLAY = "trusted.overlay.";
 export const USER_OVERLAY = "user.overlay.";
@@ -125,123 +123,62 @@ export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefi
   }
 }
 
-export interface LayerWriteResult {
-  /** sha256 of the uncompressed tar (the layer's diff_id). */
-  readonly diffId: string;
-  readonly size: number;
-  readonly entries: number;
+export interface LayerBytes {
+  /** The layer's tar, in pieces of at least 256 KiB (few, large writes into the compressor). */
+  readonly chunks: AsyncGenerator<Buffer>;
+  /** sha256 of the uncompressed tar (the layer's diff_id) and its size, once `chunks` has ended. */
+  result(): { readonly diffId: string; readonly size: number; readonly entries: number };
 }
 
-/** Writes entries as a tar to `path`, hashing as it goes, stopping when `limitBytes` would be passed. */
-export async function writeTarFile(
-  entries: AsyncIterable<TarEntry>,
-  path: string,
-  limitBytes: number,
-  signal?: AbortSignal,
-): Promise<LayerWriteResult> {
-  // A large buffer lets the stream gather the many small header/body/padding pieces into few writev
-  // calls (the default 16 KiB made capture — inside the freeze — several times slower than tar's own
-  // read of the directory); memory stays bounded by it.
-  const out = createWriteStream(path, { mode: 0o600, highWaterMark: 4 * 1024 * 1024 });
+/** Encodes entries as a tar stream, hashing as it goes (the uncompressed layer is never stored). */
+export function encodeLayer(entries: AsyncIterable<TarEntry>): LayerBytes {
   const hash = createHash("sha256");
   let size = 0;
   let count = 0;
-  const write = async (b: Buffer): Promise<void> => {
-    signal?.throwIfAborted();
-    size += b.length;
-    if (size > limitBytes) throw new ScratchFullError(limitBytes, "the captured layer");
-    hash.update(b);
-    if (!out.write(b)) await once(out, "drain", { signal });
-  };
-  try {
+  let done = false;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let parts: Buffer[] = [];
+    let have = 0;
+    const put = (b: Buffer): Buffer | undefined => {
+      hash.update(b);
+      size += b.length;
+      parts.push(b);
+      have += b.length;
+      if (have < 256 * 1024) return undefined;
+      const out = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+      parts = [];
+      have = 0;
+      return out;
+    };
     for await (const { header, body } of entries) {
       count++;
-      await write(encodeHeader(header));
+      let out = put(encodeHeader(header));
+      if (out !== undefined) yield out;
       let n = 0;
       for await (const chunk of body) {
         n += chunk.length;
-        await write(chunk);
+        out = put(chunk); // the readers hand out fresh (or read-only) buffers: no copy needed
+        if (out !== undefined) yield out;
       }
       if (header.type === "file") {
         if (n !== header.size) throw new Error(`tar entry ${header.name}: expected ${header.size} bytes, got ${n}`);
         const p = paddingFor(n);
-        if (p.length > 0) await write(p);
+        if (p.length > 0) {
+          out = put(p);
+          if (out !== undefined) yield out;
+        }
       }
     }
-    await write(END_OF_ARCHIVE);
-    out.end();
-    await once(out, "finish");
-  } catch (e) {
-    out.destroy();
-    throw e;
+    const last = put(END_OF_ARCHIVE);
+    if (last !== undefined) yield last;
+    if (parts.length > 0) yield Buffer.concat(parts);
+    done = true;
   }
-  return { diffId: `sha256:${hash.digest("hex")}`, size, entries: count };
-}
-
-/** GNU tar's arguments to archive a directory's contents with everything a layer needs. */
-export function gnuTarArgs(dir: string): string[] {
-  return [
-    "--create",
-    "--file=-",
-    "--format=posix",
-    "--xattrs",
-    "--xattrs-include=*",
-    "--sort=name",
-    "--numeric-owner",
-    "--warning=no-file-ignored", // sockets cannot be archived (and do not belong in an image)
-    "--directory",
-    dir,
-    ".",
-  ];
-}
-
-/** Captures an overlay upper directory into an OCI layer tar at `outPath`. */
-export async function captureUpperdir(
-  upperdir: string,
-  outPath: string,
-  opts: { limitBytes: number; overlayPrefix?: string; signal?: AbortSignal; tarBinary?: string },
-): Promise<LayerWriteResult> {
-  const child = spawn(opts.tarBinary ?? "tar", gnuTarArgs(upperdir), {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, LC_ALL: "C" },
-  });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (s: string) => {
-    if (stderr.length < 4096) stderr += s;
-  });
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => {
-      resolve(code);
-    });
-  });
-  // The watchdog (or a signal) stops the reader at once, even while tar is still walking.
-  const stop = (): void => {
-    child.kill("SIGKILL");
-    // a grandchild (a wrapper's child) may still hold the pipes: do not wait for it
-    child.stdout.destroy();
-    child.stderr.destroy();
+  return {
+    chunks: chunks(),
+    result: () => {
+      if (!done) throw new Error("layer: result() before the stream ended");
+      return { diffId: `sha256:${hash.digest("hex")}`, size, entries: count };
+    },
   };
-  opts.signal?.addEventListener("abort", stop, { once: true });
-  try {
-    const result = await writeTarFile(
-      toOciLayer(readTar(child.stdout as AsyncIterable<Buffer>), opts.overlayPrefix ?? TRUSTED_OVERLAY),
-      outPath,
-      opts.limitBytes,
-      opts.signal,
-    );
-    const code = await exited;
-    if (code !== 0) throw new Error(`tar of ${upperdir} failed (exit ${code}): ${stderr.trim()}`);
-    return result;
-  } catch (e) {
-    child.kill("SIGKILL");
-    await exited.catch(() => undefined);
-    if (e instanceof Error && "code" in e && e.code === "ENOENT" && "syscall" in e && String(e.syscall).startsWith("spawn")) {
-      throw new Error("GNU tar is needed to read the upper directory and was not found on PATH");
-    }
-    throw e;
-  } finally {
-    opts.signal?.removeEventListener("abort", stop);
-  }
 }

@@ -4,6 +4,7 @@
 // which corrupts binary extended attributes (security.capability, for one) — and xattrs are part of a
 // layer's contents. Names and link names are kept as latin1 strings so that every byte of a file name
 // survives the round trip unchanged (only ASCII separators are ever inspected).
+import { readSync } from "node:fs";
 
 export type TarType = "file" | "link" | "symlink" | "char" | "block" | "dir" | "fifo";
 
@@ -23,6 +24,9 @@ export interface TarHeader {
   xattrs: Map<string, Buffer>;
   /** Other PAX records, raw. */
   pax: Map<string, Buffer>;
+  /** Exact times in nanoseconds from PAX records (GNU tar writes them), when the archive has them. */
+  mtimeNs?: bigint;
+  ctimeNs?: bigint;
 }
 
 const TYPE_FLAGS: Record<TarType, string> = {
@@ -101,12 +105,19 @@ function ustar(h: TarHeader, name: string, linkname: string, size: number, flag:
   buf.write("ustar\u000000", 257, "latin1");
   writeOctal(buf, 329, 8, h.devmajor);
   writeOctal(buf, 337, 8, h.devminor);
-  let sum = 0;
-  for (const b of buf) sum += b;
-  writeOctal(buf, 148, 7, sum);
+  writeOctal(buf, 148, 7, checksum(buf));
   buf[155] = 0x20;
   return buf;
 }
+
+/** Sum of a header block's bytes, the checksum field counted as spaces. */
+function checksum(block: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+  return sum;
+}
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 function pad(n: number): number {
   return (BLOCK - (n % BLOCK)) % BLOCK;
@@ -157,12 +168,28 @@ export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 
 // ---- reading ------------------------------------------------------------------------------------
 
+/** What the tar reader needs from its input: exact reads, chunks, skips, and the offset reached. */
+interface Bytes {
+  position: number;
+  read(n: number): Promise<Buffer | undefined>;
+  chunk(max: number): Promise<Buffer>;
+  skip(n: number): Promise<void>;
+  drain(): Promise<void>;
+}
+
 /** Reads exact byte counts from an async stream of chunks. */
-class ByteReader {
+class ByteReader implements Bytes {
   private buffered: Buffer[] = [];
   private length = 0;
   private done = false;
-  constructor(private readonly source: AsyncIterator<Buffer>) {}
+  /** Bytes handed out (or skipped) so far, counted from `base`: the archive offset of the next byte. */
+  position: number;
+  constructor(
+    private readonly source: AsyncIterator<Buffer>,
+    base = 0,
+  ) {
+    this.position = base;
+  }
 
   private async fill(n: number): Promise<boolean> {
     while (this.length < n && !this.done) {
@@ -189,6 +216,7 @@ class ByteReader {
     const rest = all.subarray(n);
     this.buffered = rest.length > 0 ? [rest] : [];
     this.length = rest.length;
+    this.position += n;
     return out;
   }
 
@@ -197,10 +225,14 @@ class ByteReader {
     if (this.length === 0 && !(await this.fill(1))) throw new Error("tar stream truncated inside an entry");
     const first = this.buffered.shift() as Buffer;
     this.length -= first.length;
-    if (first.length <= max) return first;
+    if (first.length <= max) {
+      this.position += first.length;
+      return first;
+    }
     const rest = first.subarray(max);
     this.buffered.unshift(rest);
     this.length += rest.length;
+    this.position += max;
     return first.subarray(0, max);
   }
 
@@ -221,6 +253,59 @@ class ByteReader {
   async skip(n: number): Promise<void> {
     let left = n;
     while (left > 0) left -= (await this.chunk(left)).length;
+  }
+}
+
+/**
+ * Bytes of an archive file by offset: reads are synchronous preads through a read-ahead buffer, and a
+ * skip costs nothing — reading one entry in the middle of a large archive reads only that entry.
+ */
+export class FileBytes implements Bytes {
+  private buf = Buffer.alloc(0);
+  private bufAt = 0;
+  constructor(
+    private readonly fd: number,
+    public position = 0,
+  ) {}
+
+  private fill(n: number): number {
+    const rel = this.position - this.bufAt;
+    if (rel >= 0 && rel + n <= this.buf.length) return rel;
+    const want = Math.max(n, 64 * 1024);
+    const b = Buffer.allocUnsafe(want);
+    const got = readSync(this.fd, b, 0, want, this.position);
+    this.buf = b.subarray(0, got);
+    this.bufAt = this.position;
+    return 0;
+  }
+
+  read(n: number): Promise<Buffer | undefined> {
+    const rel = this.fill(n);
+    const avail = this.buf.length - rel;
+    if (avail < n) {
+      if (avail === 0) return Promise.resolve(undefined);
+      return Promise.reject(new Error(`tar file truncated: wanted ${n} bytes, got ${avail}`));
+    }
+    this.position += n;
+    return Promise.resolve(Buffer.from(this.buf.subarray(rel, rel + n)));
+  }
+
+  chunk(max: number): Promise<Buffer> {
+    const n = Math.min(max, 1024 * 1024);
+    const rel = this.fill(Math.min(n, 64 * 1024));
+    const avail = Math.min(this.buf.length - rel, n);
+    if (avail <= 0) return Promise.reject(new Error("tar file truncated inside an entry"));
+    this.position += avail;
+    return Promise.resolve(this.buf.subarray(rel, rel + avail));
+  }
+
+  skip(n: number): Promise<void> {
+    this.position += n;
+    return Promise.resolve();
+  }
+
+  drain(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -262,25 +347,128 @@ export interface TarEntry {
   header: TarHeader;
   /** The entry's data; must be consumed (or ignored: the reader skips the rest) before the next entry. */
   body: AsyncGenerator<Buffer>;
+  /** Archive offset of the entry's first header block (PAX and long-name blocks included); set by readTar. */
+  offset?: number;
 }
 
-/** Parses a tar stream entry by entry. PAX (`x`, `g`) and GNU long-name (`L`, `K`) headers are folded in. */
-export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
-  const r = new ByteReader(source[Symbol.asyncIterator]());
+/** Seconds with up to nine decimals (a PAX time) as exact nanoseconds. */
+export function paxTimeNs(s: string): bigint | undefined {
+  const m = /^(-?)(\d+)(?:\.(\d{1,9})\d*)?$/.exec(s.trim());
+  if (m === null) return undefined;
+  const ns = BigInt(m[2] ?? "0") * 1_000_000_000n + BigInt((m[3] ?? "").padEnd(9, "0"));
+  return m[1] === "-" ? -ns : ns;
+}
+
+/** One data segment of a sparse file: `size` bytes at `offset` of the file; the rest are holes. */
+interface Segment {
+  readonly offset: number;
+  readonly size: number;
+}
+
+const ZEROS = Buffer.alloc(256 * 1024);
+
+/** Yields `n` zero bytes (a hole) in shared, read-only chunks. */
+export async function* zeros(n: number): AsyncGenerator<Buffer> {
+  await Promise.resolve();
+  let left = n;
+  while (left > 0) {
+    const k = Math.min(left, ZEROS.length);
+    left -= k;
+    yield ZEROS.subarray(0, k);
+  }
+}
+
+/**
+ * GNU sparse format 1.0 (what GNU tar writes with `--sparse --format=posix`): the entry's data starts
+ * with a map, decimal numbers one per line — the count, then offset and size of each segment — padded
+ * to a block; the segments' bytes follow back to back. Returns the map and the bytes it took.
+ */
+async function readSparseMap(r: Bytes, stored: number): Promise<{ segments: Segment[]; used: number }> {
+  const nums: number[] = [];
+  let text = "";
+  let used = 0;
+  let want = 1;
+  while (nums.length < want) {
+    if (used + BLOCK > stored) throw new Error("malformed sparse map");
+    const b = (await r.read(BLOCK)) ?? Buffer.alloc(0);
+    used += BLOCK;
+    text += b.toString("latin1");
+    const lines = text.split("\n");
+    text = lines.pop() ?? "";
+    for (const l of lines) {
+      const v = Number(l);
+      if (l === "" || !Number.isSafeInteger(v) || v < 0) throw new Error("malformed sparse map");
+      nums.push(v);
+      if (nums.length === 1) want = 1 + 2 * v;
+      if (nums.length >= want) break;
+    }
+  }
+  const segments: Segment[] = [];
+  for (let i = 1; i + 1 < want; i += 2) segments.push({ offset: nums[i] ?? 0, size: nums[i + 1] ?? 0 });
+  return { segments, used };
+}
+
+/** Applies the PAX records of an entry to its header; returns the GNU sparse real size, if sparse. */
+function applyPax(h: TarHeader, pax: Map<string, Buffer>): number | undefined {
+  let sparseSize: number | undefined;
+  let sparseName: string | undefined;
+  for (const [k, v] of pax) {
+    const s = v.toString("latin1");
+    if (k === "path") h.name = s;
+    else if (k === "linkpath") h.linkname = s;
+    else if (k === "size") h.size = h.type === "file" ? Number(s) : 0;
+    else if (k === "uid") h.uid = Number(s);
+    else if (k === "gid") h.gid = Number(s);
+    else if (k === "mtime") {
+      h.mtime = Number(s);
+      h.mtimeNs = paxTimeNs(s);
+    } else if (k === "ctime") h.ctimeNs = paxTimeNs(s);
+    else if (k.startsWith(XATTR)) h.xattrs.set(k.slice(XATTR.length), v);
+    else if (k === "GNU.sparse.major") {
+      if (s !== "1") throw new Error(`unsupported GNU sparse format ${s}`);
+    } else if (k === "GNU.sparse.realsize") sparseSize = Number(s);
+    else if (k === "GNU.sparse.name") sparseName = s;
+    else if (k.startsWith("GNU.sparse.") || k === "atime" || k === "hdrcharset" || k === "comment") continue;
+    else h.pax.set(k, v);
+  }
+  if (sparseSize === undefined) return undefined;
+  if (sparseName !== undefined) h.name = sparseName;
+  return sparseSize;
+}
+
+/**
+ * Parses a tar stream entry by entry. PAX (`x`, `g`) and GNU long-name (`L`, `K`) headers are folded
+ * in; GNU sparse files (format 1.0) come out as plain files of their full length, holes as zeros.
+ * `base` is the archive offset of the stream's first byte (for reading from the middle of a file).
+ */
+export async function* readTar(source: AsyncIterable<Buffer>, base = 0): AsyncGenerator<TarEntry> {
+  yield* readEntries(new ByteReader(source[Symbol.asyncIterator](), base));
+}
+
+/**
+ * Reads an archive file from `offset` (an entry's `offset`) by preads: skipped data is never read, so
+ * a scan of the headers or a read of one entry costs what it uses. The descriptor stays the caller's.
+ */
+export async function* readTarFile(fd: number | FileBytes, offset = 0): AsyncGenerator<TarEntry> {
+  const r = typeof fd === "number" ? new FileBytes(fd, offset) : fd;
+  r.position = offset;
+  yield* readEntries(r);
+}
+
+async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
   let global = new Map<string, Buffer>();
   let local = new Map<string, Buffer>();
   let longName: string | undefined;
   let longLink: string | undefined;
+  let offset = r.position;
   for (;;) {
     const block = await r.read(BLOCK);
     if (block === undefined) return;
-    if (block.every((b) => b === 0)) {
+    if (block.equals(ZERO_BLOCK)) {
       await r.drain(); // end of archive: the rest is padding, but the source must end
       return;
     }
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-    if (sum !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
+    if (checksum(block) !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
     const flag = String.fromCharCode(block[156] ?? 0);
     const size = readNumber(block, 124, 12);
     if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
@@ -296,8 +484,8 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     const type = FLAG_TYPES[flag];
     if (type === undefined) throw new Error(`unsupported tar entry type '${flag}'`);
     const prefix = readString(block, 345, 155);
-    let name = longName ?? (prefix !== "" ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
-    let linkname = longLink ?? readString(block, 157, 100);
+    const name = longName ?? (prefix !== "" ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
+    const linkname = longLink ?? readString(block, 157, 100);
     longName = longLink = undefined;
     const h: TarHeader = {
       name,
@@ -313,29 +501,40 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       xattrs: new Map(),
       pax: new Map(),
     };
-    for (const [k, v] of pax) {
-      const s = v.toString("latin1");
-      if (k === "path") name = h.name = s;
-      else if (k === "linkpath") linkname = h.linkname = s;
-      else if (k === "size") h.size = type === "file" ? Number(s) : 0;
-      else if (k === "uid") h.uid = Number(s);
-      else if (k === "gid") h.gid = Number(s);
-      else if (k === "mtime") h.mtime = Number(s);
-      else if (k.startsWith(XATTR)) h.xattrs.set(k.slice(XATTR.length), v);
-      else if (k === "atime" || k === "ctime" || k === "hdrcharset" || k === "comment") continue;
-      else h.pax.set(k, v);
-    }
-    const state = { left: type === "file" ? h.size : size };
-    const total = state.left;
-    async function* body(): AsyncGenerator<Buffer> {
+    const stored = type === "file" ? h.size : size; // what the archive holds for this entry
+    const sparseSize = applyPax(h, pax);
+    const storedTotal = sparseSize !== undefined ? size : stored;
+    if (sparseSize !== undefined) h.size = sparseSize;
+    const state = { left: storedTotal };
+    async function* plain(): AsyncGenerator<Buffer> {
       while (state.left > 0) {
         const c = await r.chunk(state.left);
         state.left -= c.length;
         yield c;
       }
     }
-    yield { header: h, body: body() };
+    async function* sparse(realSize: number): AsyncGenerator<Buffer> {
+      const map = await readSparseMap(r, state.left);
+      state.left -= map.used;
+      let at = 0;
+      for (const seg of map.segments) {
+        if (seg.offset < at || seg.offset + seg.size > realSize) throw new Error(`malformed sparse map for ${h.name}`);
+        yield* zeros(seg.offset - at);
+        let need = seg.size;
+        while (need > 0) {
+          if (state.left <= 0) throw new Error(`sparse entry ${h.name} is truncated`);
+          const c = await r.chunk(Math.min(need, state.left));
+          need -= c.length;
+          state.left -= c.length;
+          yield c;
+        }
+        at = seg.offset + seg.size;
+      }
+      yield* zeros(realSize - at);
+    }
+    yield { header: h, body: sparseSize !== undefined ? sparse(sparseSize) : plain(), offset };
     // skip whatever the consumer left unread, then the padding
-    await r.skip(state.left + pad(total));
+    await r.skip(state.left + pad(storedTotal));
+    offset = r.position;
   }
 }

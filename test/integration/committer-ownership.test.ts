@@ -143,7 +143,7 @@ describe.skipIf(missing)("committer: one owner per freeze (real containerd + reg
     const child = spawn(process.execPath, ["--import", "tsx", CLI, "killed", "ns", `main:${ref("killed", "k")}`], {
       cwd: REPO_ROOT,
       // a short watchdog bound: its record goes stale soon after (the watchdog dies with the process)
-      env: env("uid-killed", { IMAGE_COMMITTER_TAR: slowTar, SNAPSHOT_MAX_FREEZE_SECONDS: "3" }),
+      env: env("uid-killed", { IMAGE_COMMITTER_TAR: slowTar, SNAPSHOT_MAX_FREEZE_SECONDS: "3", SNAPSHOT_PRECOPY_PASSES: "0" }),
       stdio: "ignore",
     });
     const exited = new Promise((r) => child.on("close", r));

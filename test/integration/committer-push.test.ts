@@ -20,6 +20,9 @@ const missing = missingComponents(["containerd", "runc", "ctr", "tar", "docker-r
 const CLI = fileURLToPath(new URL("../../src/committer/cli.ts", import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
+/** A container that keeps writing (every 10 ms), so that every commit has changes to read while frozen. */
+const BUSY = ["/bin/sh", "-c", "while true; do date > /root/tick; usleep 10000; done"];
+
 interface CliRun {
   code: number | null;
   stdout: string;
@@ -94,10 +97,15 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     }
   }
 
-  /** A tar that waits before reading, to hold the freeze open long enough to observe or interrupt it. */
+  /**
+   * A tar that waits before the read under the freeze (the one given a list of changed paths; the
+   * pre-copy's reads of the whole tree run at full speed), to hold the freeze open long enough to
+   * observe or interrupt it. The container must change something during the commit (see BUSY), or
+   * the freeze reads nothing.
+   */
   function slowTar(seconds: number): string {
     const p = join(work, `slow-tar-${seconds}`);
-    writeFileSync(p, `#!/bin/sh\nsleep ${seconds}\nexec tar "$@"\n`);
+    writeFileSync(p, `#!/bin/sh\ncase "$*" in *--files-from=*) sleep ${seconds};; esac\nexec tar "$@"\n`);
     chmodSync(p, 0o755);
     return p;
   }
@@ -303,7 +311,7 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
   });
 
   it("SIGTERM during the freeze resumes the containers before exiting", async () => {
-    const id = await runContainer(cd, "term", "ns", "main");
+    const id = await runContainer(cd, "term", "ns", "main", { command: BUSY });
     let pid = 0;
     const e = env({ IMAGE_COMMITTER_TAR: slowTar(5) });
     const done = runCli(["term", "ns", `main:${ref("term-main")}`], e, (p) => (pid = p));
@@ -317,7 +325,7 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
   });
 
   it("watchdog expiry through the CLI: exit non-zero naming SNAPSHOT_MAX_FREEZE_SECONDS, containers running", async () => {
-    const id = await runContainer(cd, "dog", "ns", "main");
+    const id = await runContainer(cd, "dog", "ns", "main", { command: BUSY });
     const started = Date.now();
     const r = await runCli(["dog", "ns", `main:${ref("dog-main")}`], env({ IMAGE_COMMITTER_TAR: slowTar(5), SNAPSHOT_MAX_FREEZE_SECONDS: "0.5" }));
     expect(r.code).toBe(1);

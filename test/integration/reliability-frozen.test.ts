@@ -196,6 +196,8 @@ describe.skipIf(missing)("reliability: the committer never leaves a container fr
           SNAPSHOT_UID: `uid-frozen-${++n}`,
           SNAPSHOT_MAX_FREEZE_SECONDS: "60",
           IMAGE_COMMITTER_TAR: tarWrapper,
+          // the wrapper holds tar to hold the freeze: every entry must be read while frozen
+          SNAPSHOT_PRECOPY_PASSES: "0",
           ...env,
         },
       },

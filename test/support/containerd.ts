@@ -136,7 +136,15 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
   }
 }
 
-export async function startContainerd(): Promise<Containerd> {
+export interface ContainerdOptions {
+  /**
+   * Prepares containerd's root directory (created empty) before containerd starts, e.g. mounts
+   * another file system there; whatever is mounted under the test bed's directory is unmounted on stop.
+   */
+  readonly prepareRoot?: (root: string) => void;
+}
+
+export async function startContainerd(opts: ContainerdOptions = {}): Promise<Containerd> {
   const dir = mkdtempSync(join(tmpdir(), "ctd-test-"));
   live.add(dir);
   installExitHook(containerdPids);
@@ -161,6 +169,10 @@ export async function startContainerd(): Promise<Containerd> {
   );
   let child: ChildProcess | undefined;
   try {
+    if (opts.prepareRoot !== undefined) {
+      mkdirSync(root);
+      opts.prepareRoot(root);
+    }
     const { openSync } = await import("node:fs");
     const logFd = openSync(join(dir, "containerd.log"), "a");
     const aliasDir = shimAliases(dir);

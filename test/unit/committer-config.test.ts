@@ -42,6 +42,7 @@ describe("image-committer arguments", () => {
       snapshotNamespace: undefined,
       podUid: undefined,
       tarCommand: "tar",
+      precopyPasses: 3,
     });
   });
 
@@ -155,3 +156,17 @@ describe("image-committer arguments", () => {
     );
   });
 });
+
+describe("SNAPSHOT_PRECOPY_PASSES", () => {
+  const base = ["pod", "ns", "main:registry.example/x:1"];
+  it("takes 0 to 5 and refuses anything else, naming the setting", () => {
+    const ok = parseInvocation(base, { SNAPSHOT_PRECOPY_PASSES: "0" });
+    expect(ok.ok && ok.value.settings.precopyPasses).toBe(0);
+    for (const bad of ["6", "-1", "1.5", "x", " 2"]) {
+      const r = parseInvocation(base, { SNAPSHOT_PRECOPY_PASSES: bad });
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error.message).toMatch(/SNAPSHOT_PRECOPY_PASSES/);
+    }
+  });
+});
+
