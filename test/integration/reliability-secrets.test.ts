@@ -127,6 +127,7 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         events.push(ev);

@@ -323,6 +323,7 @@ describe("clean-up Events", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         events.push(ev);
@@ -358,6 +359,7 @@ describe("clean-up Events", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         if (failEvents) return Promise.reject(new Error("forbidden"));
