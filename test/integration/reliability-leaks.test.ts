@@ -19,6 +19,7 @@ import { ANNOTATION_SNAPSHOT_UID } from "../../src/reconcile/names.js";
 import { parseImageReference } from "../../src/registry/reference.js";
 import type { RegistryClient } from "../../src/registry/index.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
+import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import { missingComponents } from "../support/components.js";
 import { job, jobPod, pod, request, snapshot, withStatus } from "../support/fixtures.js";
@@ -96,7 +97,8 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     });
     const log = pino({ level: "silent" });
     const cleanup = await createCleanupRunner(config, { log, budgetMs: 3000, attemptTimeoutMs: 1000 });
-    server = await startServer(config, { log, cleanup, clock: () => clock.now });
+    const verifier = await createImageVerifier(config, { log });
+    server = await startServer(config, { log, cleanup, verifier, clock: () => clock.now });
   });
   afterAll(async () => {
     await server.close();
