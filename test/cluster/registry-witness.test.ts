@@ -61,25 +61,29 @@ describe.skipIf(missing)("the registry as witness on a real API server", () => {
     return JSON.parse(text) as SyncResponse;
   };
 
-  it("two namespaces with the same pod, container and snapshot name get different images", async () => {
+  // The same pod and container name in both namespaces. (The snapshot names differ: the Metacontroller
+  // built for these tests, v1.5.20, caches customize answers by parent name alone — upstream issue
+  // #414, fixed since — so equally named parents in two namespaces would share one answer there.)
+  it("two namespaces with the same pod and container name get different image repositories", async () => {
     const { e } = env();
-    for (const ns of ["tenant-a", "tenant-b"]) await createSnapshot(e.cluster, snapshotObject(ns, "snap", { podName: "sbx" }));
-    const refs: string[] = [];
-    for (const ns of ["tenant-a", "tenant-b"]) {
-      const s = await waitForSnapshot(e, ns, "snap", "Committing", (x) => x.status?.phase === "Committing");
+    const names = { "tenant-a": "snap-a", "tenant-b": "snap-b" } as const;
+    for (const [ns, name] of Object.entries(names)) await createSnapshot(e.cluster, snapshotObject(ns, name, { podName: "sbx" }));
+    const repos: string[] = [];
+    for (const [ns, name] of Object.entries(names)) {
+      const s = await waitForSnapshot(e, ns, name, "Committing", (x) => x.status?.phase === "Committing");
       const ref = s.status?.containers?.[0]?.imageUri ?? "";
       expect(ref.startsWith(`${env().reg.host}/snapshots/${ns}/sbx/main:`)).toBe(true);
-      const job = await waitForJob(e, ns, "snap-commit");
+      const job = await waitForJob(e, ns, `${name}-commit`);
       expect(job.spec?.template.spec?.containers[0]?.args).toEqual(["sbx", ns, `main:${ref}`]);
-      refs.push(ref);
+      repos.push(ref.slice(0, ref.lastIndexOf(":")));
     }
-    expect(refs[0]?.split(":")[0]).not.toBe(refs[1]?.split(":")[0]);
+    expect(repos[0]).not.toBe(repos[1]);
   });
 
   it("a finalize for a digest this snapshot does not own deletes nothing", async () => {
     const { e, reg } = env();
     // The victim: tenant-b's image, carrying tenant-b's snapshot UID.
-    const victimSnap = await getSnapshot(e.cluster, "tenant-b", "snap");
+    const victimSnap = await getSnapshot(e.cluster, "tenant-b", "snap-b");
     const victimRef = victimSnap?.status?.containers?.[0]?.imageUri ?? "";
     const repo = victimRef.slice(reg.host.length + 1, victimRef.lastIndexOf(":"));
     const victim = await pushTestImage(reg.client(), repo, { tag: "victim", annotations: { [ANNOTATION_SNAPSHOT_UID]: victimSnap?.metadata?.uid ?? "" } });
