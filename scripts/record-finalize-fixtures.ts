@@ -7,7 +7,7 @@ import type { SandboxSnapshotStatus, SyncRequest } from "../src/api/types.js";
 import type { TargetResult } from "../src/reconcile/cleanup.js";
 import { sync } from "../src/reconcile/sync.js";
 import { FINALIZE_FIXTURES, replayFinalize, type FinalizeFixture } from "../test/support/finalize-fixtures.js";
-import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
 import { sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
 
 export const DIGEST_C = `sha256:${"c".repeat(64)}`;
@@ -47,6 +47,8 @@ const succeeded = sync(
   }),
   cfg,
   t0,
+  // The registry backs the result (src/reconcile/image-check.ts).
+  { images: registryHolds(committing, { sandbox: DIGEST_A, sidecar: DIGEST_C }) },
 ).status;
 // The commit died mid-push: no digests recorded.
 const failedMidPush = sync(

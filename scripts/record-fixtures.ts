@@ -4,10 +4,11 @@
 // on purpose (`npx tsx scripts/record-fixtures.ts`) and review the diff.
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { SyncRequest } from "../src/api/types.js";
+import type { SyncLookups } from "../src/reconcile/sync.js";
 import { customize } from "../src/reconcile/customize.js";
 import { finalize } from "../src/reconcile/finalize.js";
 import { sync } from "../src/reconcile/sync.js";
-import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
 import { agentSandbox, sandboxPod, sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
 
 const dir = new URL("../hooks/fixtures/", import.meta.url);
@@ -20,8 +21,9 @@ function write(name: string, body: object): void {
 const sandboxWorld = { pods: [pod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx", { allocPods: ["sbx-0"] })] };
 
 for (const style of ["v1", "v2"] as KeyStyle[]) {
-  const syncCase = (name: string, req: SyncRequest): void => {
-    write(`sync-${name}-${style}`, { hook: "sync", now: t0.toISOString(), request: req, response: sync(req, cfg, t0) });
+  // lookups: what the shell read before the call (the registry for a finished commit), if anything.
+  const syncCase = (name: string, req: SyncRequest, lookups?: SyncLookups): void => {
+    write(`sync-${name}-${style}`, { hook: "sync", now: t0.toISOString(), request: req, ...(lookups ? { lookups } : {}), response: sync(req, cfg, t0, lookups) });
   };
   const pendingNew = request(snapshot(), { ...sandboxWorld, style });
   syncCase("pending-source-running", pendingNew);
@@ -39,7 +41,8 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
     containers: (committing.containers ?? []).map((c, i) => ({ name: c.containerName, image: c.imageUri, digest: i === 0 ? DIGEST_A : `sha256:${"c".repeat(64)}`, sizeBytes: 4096 })),
     freezeMillis: 42,
   };
-  syncCase("committing-job-succeeded", commitWorld("succeeded", JSON.stringify(result)));
+  const inRegistry: SyncLookups = { images: registryHolds(committing, Object.fromEntries(result.containers.map((c) => [c.name, c.digest]))) };
+  syncCase("committing-job-succeeded", commitWorld("succeeded", JSON.stringify(result)), inRegistry);
   const failedReq = commitWorld("failed", JSON.stringify({ error: "push to registry.example.com failed: unauthorized" }));
   syncCase("committing-job-failed", failedReq);
   const failedStatus = sync(failedReq, cfg, t0).status;
@@ -51,7 +54,7 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
     "failed-unpause-succeeded",
     withStatus(request(snapshot(), { style, jobs: [job("snap1-unpause", "succeeded")], pods: sandboxWorld.pods }), failedStatus),
   );
-  const succeeded = sync(commitWorld("succeeded", JSON.stringify(result)), cfg, t0).status;
+  const succeeded = sync(commitWorld("succeeded", JSON.stringify(result)), cfg, t0, inRegistry).status;
   syncCase("succeed", withStatus(request(snapshot(), { style }), succeeded));
 
   const finalizeCase = (name: string, req: SyncRequest): void => {

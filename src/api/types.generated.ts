@@ -176,7 +176,7 @@ export interface SandboxSnapshotStatus {
    */
   containers?: ContainerSnapshot[];
   /**
-   * Standard conditions. Ready is True once the images are pushed. Failed is True when the snapshot failed; its reason and message say why. ContainersResumed tells whether the source containers were made to run again after a failed commit.
+   * Standard conditions. Ready is True once the images are pushed and verified in the registry. Failed is True when the snapshot failed; its reason and message say why. ContainersResumed tells whether the source containers were made to run again after a failed commit. ImageAvailable (Succeed only) tells whether the images were still in the registry at the last check.
    */
   conditions?: Condition[];
   /**
@@ -196,6 +196,16 @@ export interface SandboxSnapshotStatus {
    */
   deletionPolicy?: "Delete" | "Retain";
   cleanup?: CleanupStatus;
+  /**
+   * Periodic re-verification of a Succeed snapshot's images in the registry (IMAGE_RECHECK_SECONDS); the ImageAvailable condition holds the outcome.
+   */
+  imageCheck?: {
+    /**
+     * When the images are checked next.
+     */
+    nextCheckTime?: string;
+    [k: string]: unknown;
+  };
 }
 /**
  * The snapshot of one container.
@@ -209,7 +219,7 @@ export interface ContainerSnapshot {
    */
   containerName: string;
   /**
-   * Image reference (repository:tag) the container's snapshot is pushed to.
+   * Image reference the container's snapshot is pushed to: repository:tag while committing, pinned by digest (repository:tag@sha256:...) once the pushed manifest was verified in the registry, so a later push to the tag never changes what a resume runs.
    */
   imageUri?: string;
   /**
@@ -276,6 +286,10 @@ export interface CleanupStatus {
    * Manifest digests deleted from the registry (or found already gone).
    */
   deletedDigests?: string[];
+  /**
+   * Manifests found at this snapshot's references that do not carry its UID annotation (another snapshot's, or pushed by someone else): left in the registry, never deleted.
+   */
+  foreignDigests?: string[];
 }
 /**
  * Children by type key (`Job.batch/v1`), then by name (v1 hooks) or namespace/name (v2 hooks). Keys are never data: read the objects' metadata.

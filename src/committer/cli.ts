@@ -10,31 +10,18 @@
 import { existsSync, realpathSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ContainerdClient } from "../containerd/client.js";
+import { DEFAULT_RESULT_PATH, formatCommitterResult, type CommitterResult } from "../contract/commit-job.js";
 import { commit, describeError, unpause, type CommitDeps } from "./commit.js";
 import { parseInvocation, USAGE } from "./config.js";
 import { thawAll } from "./freeze.js";
 
-export const RESULT_LIMIT = 4096;
+export { RESULT_LIMIT } from "../contract/commit-job.js";
 
-export type Result =
-  | { containers: { name: string; image: string; digest: string; sizeBytes: number }[]; freezeMillis: number }
-  | { error: string };
+export type Result = CommitterResult;
 
-/** Compact JSON under the 4 KiB Kubernetes gives a termination message. */
+/** The result line (format and 4 KiB budget: src/contract/commit-job.ts). */
 export function formatResult(r: Result): string {
-  if ("error" in r) {
-    let msg = r.error;
-    let s = JSON.stringify({ error: msg });
-    while (Buffer.byteLength(s) > RESULT_LIMIT) {
-      msg = `${msg.slice(0, Math.max(0, msg.length - (Buffer.byteLength(s) - RESULT_LIMIT) - 16))}…`;
-      s = JSON.stringify({ error: msg });
-    }
-    return s;
-  }
-  const s = JSON.stringify(r);
-  if (Buffer.byteLength(s) <= RESULT_LIMIT) return s;
-  // Many containers: the sizes are the least important part.
-  return JSON.stringify({ containers: r.containers.map(({ name, image, digest }) => ({ name, image, digest })), freezeMillis: r.freezeMillis });
+  return formatCommitterResult(r);
 }
 
 export interface CliIo {
@@ -58,8 +45,6 @@ function writeResult(path: string, r: Result, io: CliIo): void {
   }
   io.stdout(`${line}\n`);
 }
-
-const DEFAULT_RESULT_PATH = "/dev/termination-log";
 
 /** Runs the committer; resolves to the exit code. Never throws. */
 export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {

@@ -3,6 +3,7 @@
 // "Commit Job ↔ committer interface"). Parsing is a pure function of (argv, env) that never throws:
 // it returns the invocation or a UsageError naming the argument or variable at fault.
 import { parseBytes as parseQuantity } from "../config/quantity.js";
+import { ENV } from "../contract/commit-job.js";
 import { parseImageReference, ReferenceError, type ImageReference } from "../registry/reference.js";
 import type { Compression } from "./compress.js";
 
@@ -125,32 +126,15 @@ function envOptional(env: Env, name: string, max = 253): string | undefined {
 const POD_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/;
 
 function podUid(env: Env): string | undefined {
-  const v = envOptional(env, "SNAPSHOT_POD_UID");
+  const v = envOptional(env, ENV.SNAPSHOT_POD_UID);
   if (v !== undefined && !POD_UID.test(v)) {
-    throw new UsageError("SNAPSHOT_POD_UID", `${show(v)} is not a pod UID (e.g. 3f0c9a4e-2b7d-4c1e-9a55-0d6b8e1f2a3c)`);
+    throw new UsageError(ENV.SNAPSHOT_POD_UID, `${show(v)} is not a pod UID (e.g. 3f0c9a4e-2b7d-4c1e-9a55-0d6b8e1f2a3c)`);
   }
   return v;
 }
 
-/** Every environment variable the committer reads (DESIGN.md "Commit Job ↔ committer interface"). */
-export const COMMITTER_ENV_VARS: readonly string[] = [
-  "CONTAINERD_SOCKET",
-  "CONTAINERD_NAMESPACE",
-  "CONTAINERD_ROOT",
-  "SNAPSHOT_REGISTRY_INSECURE",
-  "DOCKER_CONFIG",
-  "SNAPSHOT_COMPRESSION",
-  "SNAPSHOT_MAX_FREEZE_SECONDS",
-  "SNAPSHOT_SCRATCH_DIR",
-  "SNAPSHOT_SCRATCH_LIMIT_BYTES",
-  "SNAPSHOT_RESULT_PATH",
-  "SNAPSHOT_UID",
-  "SNAPSHOT_NAME",
-  "SNAPSHOT_NAMESPACE",
-  "SNAPSHOT_POD_UID",
-  "IMAGE_COMMITTER_TAR",
-  "SNAPSHOT_PRECOPY_PASSES",
-];
+/** Every environment variable the committer reads (the commit Job contract's list). */
+export { COMMITTER_ENV_VARS } from "../contract/commit-job.js";
 
 /** Bytes: a plain integer, or a Kubernetes quantity such as `10Gi` or `500M`. */
 export function parseBytes(v: string): number | undefined {

@@ -17,10 +17,10 @@ import {
   OCI_LAYER_TAR,
   OCI_MANIFEST,
 } from "../registry/media-types.js";
+import { ANNOTATION_SNAPSHOT_NAME, ANNOTATION_SNAPSHOT_NAMESPACE, ANNOTATION_SNAPSHOT_UID } from "../contract/commit-job.js";
 
-export const ANNOTATION_SNAPSHOT_UID = "sandbox.opensandbox.io/snapshot-uid";
-export const ANNOTATION_SNAPSHOT_NAME = "sandbox.opensandbox.io/snapshot-name";
-export const ANNOTATION_SNAPSHOT_NAMESPACE = "sandbox.opensandbox.io/snapshot-namespace";
+// The annotation keys live in the commit Job contract; re-exported for the committer's callers.
+export { ANNOTATION_SNAPSHOT_NAME, ANNOTATION_SNAPSHOT_NAMESPACE, ANNOTATION_SNAPSHOT_UID };
 export const ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name";
 export const ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest";
 

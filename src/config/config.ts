@@ -29,6 +29,8 @@ export interface ControllerConfig {
   /** Registry host and path prefix, e.g. `registry.example.com/snapshots`. */
   readonly registry: string;
   readonly repositoryTemplate: string;
+  /** Repositories may be shared across namespaces (a template without {namespace}); explicit opt-in. */
+  readonly sharedRepositories: boolean;
   readonly registryInsecure: boolean;
   /** Name of a dockerconfigjson Secret in each snapshot namespace; undefined = none. */
   readonly pushSecret: string | undefined;
@@ -50,6 +52,8 @@ export interface ControllerConfig {
   readonly cleanupDeadlineSeconds: number;
   /** Version of agents.x-k8s.io Sandboxes to relate and read (v1beta1 from agent-sandbox v0.5.0; v1alpha1 before). */
   readonly agentSandboxVersion: AgentSandboxVersion;
+  /** How often a Succeed snapshot's images are checked in the registry; 0 = never. */
+  readonly imageRecheckSeconds: number;
   readonly logLevel: LogLevel;
 }
 
@@ -63,7 +67,8 @@ const DEFAULTS: Readonly<Record<string, string>> = {
   HOOK_LISTEN_ADDRESS: "0.0.0.0:8080",
   METRICS_LISTEN_ADDRESS: "0.0.0.0:9090",
   SNAPSHOT_REGISTRY: "localhost:5000/snapshots",
-  SNAPSHOT_REPOSITORY_TEMPLATE: "{registry}/{source}-{container}",
+  SNAPSHOT_REPOSITORY_TEMPLATE: "{registry}/{namespace}/{source}/{container}",
+  SNAPSHOT_SHARED_REPOSITORIES: "false",
   SNAPSHOT_REGISTRY_INSECURE: "false",
   SNAPSHOT_PUSH_SECRET: "",
   REGISTRY_CLEANUP_DOCKER_CONFIG: "",
@@ -81,6 +86,7 @@ const DEFAULTS: Readonly<Record<string, string>> = {
   SOURCE_WAIT_SECONDS: "300",
   CLEANUP_DEADLINE_SECONDS: "3600",
   AGENT_SANDBOX_API_VERSION: DEFAULT_AGENT_SANDBOX_VERSION,
+  IMAGE_RECHECK_SECONDS: "86400",
   LOG_LEVEL: "info",
 };
 
@@ -121,6 +127,13 @@ function bool(setting: string, value: string): boolean {
   if (value === "true") return true;
   if (value === "false") return false;
   throw new ConfigError(setting, `"${value}" must be true or false`);
+}
+
+function nonNegativeInt(setting: string, value: string, max = 31_536_000): number {
+  if (!/^\d+$/.test(value)) throw new ConfigError(setting, `"${value}" must be a whole number of seconds (0 = off)`);
+  const n = Number(value);
+  if (n > max) throw new ConfigError(setting, `${n} must be between 0 and ${max}`);
+  return n;
 }
 
 function positiveInt(setting: string, value: string, max = 31_536_000): number {
@@ -247,6 +260,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ControllerCo
     metricsListen: listenAddress("METRICS_LISTEN_ADDRESS", get("METRICS_LISTEN_ADDRESS")),
     registry: registry("SNAPSHOT_REGISTRY", get("SNAPSHOT_REGISTRY")),
     repositoryTemplate: repositoryTemplate("SNAPSHOT_REPOSITORY_TEMPLATE", get("SNAPSHOT_REPOSITORY_TEMPLATE")),
+    sharedRepositories: bool("SNAPSHOT_SHARED_REPOSITORIES", get("SNAPSHOT_SHARED_REPOSITORIES")),
     registryInsecure: bool("SNAPSHOT_REGISTRY_INSECURE", get("SNAPSHOT_REGISTRY_INSECURE")),
     pushSecret: optionalName("SNAPSHOT_PUSH_SECRET", get("SNAPSHOT_PUSH_SECRET")),
     cleanupDockerConfig:
@@ -266,8 +280,17 @@ export function loadConfig(env: Env, argv: readonly string[] = []): ControllerCo
     sourceWaitSeconds: positiveInt("SOURCE_WAIT_SECONDS", get("SOURCE_WAIT_SECONDS")),
     cleanupDeadlineSeconds: positiveInt("CLEANUP_DEADLINE_SECONDS", get("CLEANUP_DEADLINE_SECONDS")),
     agentSandboxVersion: oneOf("AGENT_SANDBOX_API_VERSION", get("AGENT_SANDBOX_API_VERSION"), ["v1beta1", "v1alpha1"] as const),
+    imageRecheckSeconds: nonNegativeInt("IMAGE_RECHECK_SECONDS", get("IMAGE_RECHECK_SECONDS")),
     logLevel: oneOf("LOG_LEVEL", get("LOG_LEVEL"), ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const),
   };
+  if (!/\{namespace\}/.test(cfg.repositoryTemplate) && !cfg.sharedRepositories) {
+    // Without the namespace two tenants' snapshots of equally named sources share one image reference:
+    // one overwrites the other's tag, and a resume runs the other tenant's filesystem.
+    throw new ConfigError(
+      "SNAPSHOT_REPOSITORY_TEMPLATE",
+      `"${cfg.repositoryTemplate}" has no {namespace}, so snapshots in different namespaces would share repositories and tags; add {namespace} (default {registry}/{namespace}/{source}/{container}) or set SNAPSHOT_SHARED_REPOSITORIES=true if every namespace is one tenant`,
+    );
+  }
   if (cfg.maxFreezeSeconds >= cfg.commitJobDeadlineSeconds) {
     throw new ConfigError(
       "SNAPSHOT_MAX_FREEZE_SECONDS",

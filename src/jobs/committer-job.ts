@@ -2,6 +2,7 @@
 // Pure builders: same inputs, same Job.
 import type { Job, Pod, SandboxSnapshot } from "../api/types.js";
 import type { ControllerConfig } from "../config/config.js";
+import { commitArgs, DEFAULT_CONTAINERD_NAMESPACE, DEFAULT_RESULT_PATH, ENV, unpauseArgs } from "../contract/commit-job.js";
 import {
   LABEL_COMPONENT,
   LABEL_MANAGED_BY,
@@ -77,14 +78,14 @@ function baseJob(
         // The image's entrypoint is the committer; arguments only, never a shell.
         args,
         env: [
-          env("CONTAINERD_SOCKET", cfg.containerdSocket),
-          env("CONTAINERD_NAMESPACE", "k8s.io"),
-          env("CONTAINERD_ROOT", cfg.containerdRoot),
-          env("SNAPSHOT_MAX_FREEZE_SECONDS", String(cfg.maxFreezeSeconds)),
-          env("SNAPSHOT_RESULT_PATH", "/dev/termination-log"),
-          env("SNAPSHOT_UID", snap.metadata.uid ?? ""),
-          env("SNAPSHOT_NAME", name),
-          env("SNAPSHOT_NAMESPACE", snap.metadata.namespace ?? ""),
+          env(ENV.CONTAINERD_SOCKET, cfg.containerdSocket),
+          env(ENV.CONTAINERD_NAMESPACE, DEFAULT_CONTAINERD_NAMESPACE),
+          env(ENV.CONTAINERD_ROOT, cfg.containerdRoot),
+          env(ENV.MAX_FREEZE_SECONDS, String(cfg.maxFreezeSeconds)),
+          env(ENV.RESULT_PATH, DEFAULT_RESULT_PATH),
+          env(ENV.SNAPSHOT_UID, snap.metadata.uid ?? ""),
+          env(ENV.SNAPSHOT_NAME, name),
+          env(ENV.SNAPSHOT_NAMESPACE, snap.metadata.namespace ?? ""),
           ...extraEnv,
         ],
         resources: {
@@ -92,7 +93,7 @@ function baseJob(
           limits: { memory: cfg.commitJobMemory },
         },
         securityContext: { privileged: true },
-        terminationMessagePath: "/dev/termination-log",
+        terminationMessagePath: DEFAULT_RESULT_PATH,
         terminationMessagePolicy: "FallbackToLogsOnError",
         volumeMounts: [
           { name: "containerd-socket", mountPath: cfg.containerdSocket },
@@ -124,17 +125,21 @@ function baseJob(
 
 /** The committer refuses a different pod of the same name when it knows the source pod's UID. */
 function podUidEnv(uid: string | undefined): { name: string; value: string }[] {
-  return uid !== undefined && uid !== "" ? [env("SNAPSHOT_POD_UID", uid)] : [];
+  return uid !== undefined && uid !== "" ? [env(ENV.SNAPSHOT_POD_UID, uid)] : [];
 }
 
 export function commitJob(input: JobInput & { targets: readonly CommitTarget[] }, cfg: ControllerConfig): Job {
-  const args = [input.podName, input.snapshot.metadata.namespace ?? "", ...input.targets.map((t) => `${t.containerName}:${t.imageUri}`)];
+  const args = commitArgs(
+    input.podName,
+    input.snapshot.metadata.namespace ?? "",
+    input.targets.map((t) => ({ container: t.containerName, image: t.imageUri })),
+  );
   const extraEnv = [
-    env("SNAPSHOT_REGISTRY_INSECURE", String(cfg.registryInsecure)),
-    env("SNAPSHOT_COMPRESSION", cfg.compression),
-    env("SNAPSHOT_SCRATCH_DIR", SCRATCH_DIR),
-    env("SNAPSHOT_SCRATCH_LIMIT_BYTES", String(cfg.scratchLimitBytes)),
-    ...(cfg.pushSecret !== undefined ? [env("DOCKER_CONFIG", PUSH_SECRET_DIR)] : []),
+    env(ENV.REGISTRY_INSECURE, String(cfg.registryInsecure)),
+    env(ENV.COMPRESSION, cfg.compression),
+    env(ENV.SCRATCH_DIR, SCRATCH_DIR),
+    env(ENV.SCRATCH_LIMIT_BYTES, String(cfg.scratchLimitBytes)),
+    ...(cfg.pushSecret !== undefined ? [env(ENV.DOCKER_CONFIG, PUSH_SECRET_DIR)] : []),
     ...podUidEnv(input.sourcePodUid ?? input.sourcePod?.metadata?.uid),
   ];
   const volumes: object[] = [
@@ -159,6 +164,6 @@ export function commitJob(input: JobInput & { targets: readonly CommitTarget[] }
 }
 
 export function unpauseJob(input: JobInput & { containers: readonly string[] }, cfg: ControllerConfig): Job {
-  const args = ["unpause", input.podName, input.snapshot.metadata.namespace ?? "", ...input.containers];
+  const args = unpauseArgs(input.podName, input.snapshot.metadata.namespace ?? "", input.containers);
   return baseJob(input, cfg, "unpause", args, [], [], [], UNPAUSE_JOB_DEADLINE_SECONDS);
 }

@@ -2,7 +2,7 @@
 // the shell (src/server/cleanup-runner.ts) carries it out within a time bound, and foldCleanup turns
 // the results into the status' `cleanup` part. Status changes only when an attempt is made: between
 // attempts the stored status is returned as it is, with resyncAfterSeconds until the next one.
-import type { CleanupStatus, SyncRequest } from "../api/types.js";
+import type { CleanupStatus, SandboxSnapshot, SyncRequest } from "../api/types.js";
 import type { ControllerConfig } from "../config/config.js";
 import { isDigest, parseImageReference, ReferenceError } from "../registry/reference.js";
 import { formatTime } from "./conditions.js";
@@ -204,6 +204,7 @@ function foldAttempt(
   const add = (d: string | undefined): void => {
     if (d !== undefined && !deleted.includes(d)) deleted.push(d);
   };
+  const foreign = [...(prev.foreignDigests ?? [])];
   const outstanding: string[] = [];
   const errors: string[] = [];
   const unsupported: string[] = [];
@@ -217,8 +218,12 @@ function foldAttempt(
         // A recorded digest that is gone counts as deleted; a tag that is gone leaves nothing behind.
         add(t.kind === "digest" ? t.digest : r.digest);
         break;
-      case "foreign":
+      case "foreign": {
+        // Not ours: left in the registry, and said so in status.
+        const f = `${t.registry}/${t.repository}@${r.digest}`;
+        if (!foreign.includes(f)) foreign.push(f);
         break;
+      }
       case "unsupported":
         outstanding.push(t.ref);
         unsupported.push(r.message);
@@ -233,7 +238,7 @@ function foldAttempt(
     }
   }
   const attempts = (prev.attempts ?? 0) + (targets.length > 0 ? 1 : 0);
-  const base: CleanupStatus = { attempts, deletedDigests: deleted };
+  const base: CleanupStatus = { attempts, deletedDigests: deleted, ...(foreign.length > 0 ? { foreignDigests: foreign } : {}) };
 
   if (outstanding.length === 0) {
     return { cleanup: { state: "Done", ...base }, finished: true, outstanding };
@@ -264,4 +269,28 @@ function foldAttempt(
   const cleanup: CleanupStatus = { state: "Pending", ...base, nextAttemptTime };
   if (lastError !== undefined) cleanup.lastError = lastError;
   return { cleanup, finished: false, resyncAfterSeconds: secondsUntil(Date.parse(nextAttemptTime), now), outstanding };
+}
+
+/**
+ * Why the SandboxSnapshot as stored in the API server does not vouch for this finalize request
+ * (undefined = it does): it must exist with the same UID, be being deleted, and record the same image
+ * references and digests. A request that fails this deletes nothing, so a fabricated POST /finalize
+ * cannot choose what is deleted.
+ */
+export function witnessProblem(req: SyncRequest, stored: SandboxSnapshot | undefined): string | undefined {
+  const snap = req.parent;
+  const who = `SandboxSnapshot ${snap.metadata.namespace ?? ""}/${snap.metadata.name ?? ""}`;
+  if (stored === undefined) return `${who} does not exist in the API server`;
+  if ((stored.metadata.uid ?? "") !== (snap.metadata.uid ?? "") || (snap.metadata.uid ?? "") === "") {
+    return `${who} has UID ${stored.metadata.uid ?? "(none)"} in the API server, the request says ${snap.metadata.uid ?? "(none)"}`;
+  }
+  if (stored.metadata.deletionTimestamp === undefined) return `${who} is not being deleted in the API server`;
+  const key = (c: { containerName: string; imageUri?: string | undefined; imageDigest?: string | undefined }): string =>
+    `${c.containerName} ${c.imageUri ?? ""} ${c.imageDigest ?? ""}`;
+  const recorded = new Set((stored.status?.containers ?? []).map(key));
+  const claimed = (snap.status?.containers ?? []).find((c) => !recorded.has(key(c)));
+  if (claimed !== undefined) {
+    return truncate(`the request's image ${claimed.imageUri ?? ""} ${claimed.imageDigest ?? ""} (container ${claimed.containerName}) is not what ${who} records`, MAX_ERROR_LENGTH);
+  }
+  return undefined;
 }

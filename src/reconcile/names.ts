@@ -1,10 +1,13 @@
 // Names, labels and annotations shared with OpenSandbox and the admission policies (DESIGN.md
 // "Compatibility facts"). Changing one of these breaks compatibility.
 
-export const GROUP = "sandbox.opensandbox.io";
+import { GROUP } from "../contract/commit-job.js";
+
+export { ANNOTATION_SNAPSHOT_NAME, ANNOTATION_SNAPSHOT_NAMESPACE, ANNOTATION_SNAPSHOT_UID, GROUP } from "../contract/commit-job.js";
 export const API_VERSION = `${GROUP}/v1alpha1`;
 export const BATCH_SANDBOX_KIND = "BatchSandbox";
 export const BATCH_SANDBOX_RESOURCE = "batchsandboxes";
+export const SNAPSHOT_RESOURCE = "sandboxsnapshots";
 
 export const LABEL_SNAPSHOT_NAME = `${GROUP}/sandbox-snapshot-name`;
 export const LABEL_PRIVILEGED = `${GROUP}/privileged-node-access`;
@@ -16,9 +19,6 @@ export const LABEL_COMPONENT = "app.kubernetes.io/component";
 export const MANAGED_BY = "sandbox-snapshot-controller";
 
 export const ANNOTATION_ALLOC_STATUS = `${GROUP}/alloc-status`;
-export const ANNOTATION_SNAPSHOT_UID = `${GROUP}/snapshot-uid`;
-export const ANNOTATION_SNAPSHOT_NAME = `${GROUP}/snapshot-name`;
-export const ANNOTATION_SNAPSHOT_NAMESPACE = `${GROUP}/snapshot-namespace`;
 
 export const MAX_SNAPSHOT_NAME = 55;
 export const commitJobName = (snapshot: string): string => `${snapshot}-commit`;

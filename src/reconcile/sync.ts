@@ -15,6 +15,7 @@ import type { ControllerConfig } from "../config/config.js";
 import { commitJob, unpauseJob, type CommitTarget } from "../jobs/committer-job.js";
 import { parseCommitResult, terminationMessage, truncate } from "./commit-result.js";
 import { findCondition, formatTime, setCondition } from "./conditions.js";
+import { foldCommitChecks, jobFinishedAt, recheckSucceed, verifiedStatus, verifyPendingStatus, VERIFY_DEADLINE_SECONDS, VERIFY_RETRY_SECONDS, type ImageCheckResults } from "./image-check.js";
 import { batchSandboxOwner, imageReference, snapshotTag } from "./image-ref.js";
 import { MAX_SNAPSHOT_NAME, commitJobName, unpauseJobName } from "./names.js";
 import { findByName, jobFailureMessage, jobState, observe, podIsActive, podsOfJob, type Observed } from "./observe.js";
@@ -31,6 +32,8 @@ export interface SyncLookups {
   /** Whether the configured push Secret exists in the snapshot's namespace. */
   pushSecret?: "present" | "absent";
   pushSecretError?: string;
+  /** What the registry holds at the snapshot's references (planImageChecks in image-check.ts). */
+  images?: ImageCheckResults;
 }
 
 export interface SyncLookupPlan {
@@ -83,11 +86,11 @@ function decide(
 ): Decision {
   switch (base.phase) {
     case "Committing":
-      return committing(snap, base, observed, cfg, now);
+      return committing(snap, base, observed, cfg, now, lookups.images);
     case "Failed":
       return failed(snap, base, observed, cfg, now);
     case "Succeed":
-      return { status: base, children: [] };
+      return { ...recheckSucceed(base, cfg, now, lookups.images), children: [] };
     default:
       return pending(snap, base, observed, cfg, now, lookups);
   }
@@ -280,6 +283,7 @@ function committing(
   observed: Observed,
   cfg: ControllerConfig,
   now: Date,
+  images: ImageCheckResults | undefined,
 ): Decision {
   const jobName = commitJobName(snap.metadata.name ?? "");
   const job = findByName(observed.jobs, jobName);
@@ -291,25 +295,33 @@ function committing(
   if (state === "succeeded") {
     const pod = jobPods.find((p) => p.status?.phase === "Succeeded") ?? jobPods[0];
     if (!pod) return { ...keep, resyncAfterSeconds: 5 }; // the pod's watch event has not arrived yet
-    const result = parseCommitResult(terminationMessage(pod));
-    switch (result.kind) {
-      case "success":
-        return keepUntilRecorded(succeeded(base, result.containers, result.freezeMillis, now), commit);
-      case "error":
-        return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitFailed", result.error), commit);
-      case "missing":
+    const result = parseCommitResult(terminationMessage(pod), targetsOf(base).map((t) => t.containerName));
+    if (result.kind === "error") return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitFailed", result.error), commit);
+    // The result is a claim: the registry decides (src/reconcile/image-check.ts).
+    const verdict = foldCommitChecks(base, snap.metadata.uid ?? "", result, images, jobFinishedAt(job), now);
+    switch (verdict.kind) {
+      case "verified":
         return keepUntilRecorded(
-          failedCommit(snap, base, observed, cfg, now, "CommitResultMissing", `commit pod ${pod.metadata?.name ?? ""} left no result`),
+          { status: verifiedStatus(base, verdict.containers, result.kind === "success" ? result.freezeMillis : undefined, cfg, now, verdict.recovered), children: [] },
           commit,
         );
-      case "invalid":
-        return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitResultInvalid", result.message), commit);
+      case "refused":
+        return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, verdict.reason, verdict.message), commit);
+      case "pending":
+        if (verdict.expired) {
+          const message = `${verdict.message}; gave up ${VERIFY_DEADLINE_SECONDS}s after the commit Job finished`;
+          return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "ImageVerificationTimedOut", message), commit);
+        }
+        return { status: verifyPendingStatus(base, verdict.message, now), children: [commit], resyncAfterSeconds: VERIFY_RETRY_SECONDS };
     }
   }
   if (state === "failed") {
     // Wait until no commit pod runs: only then can nothing freeze the sandbox again.
     if (jobPods.some(podIsActive)) return keep;
-    const result = parseCommitResult(jobPods.map(terminationMessage).find((m) => m !== undefined));
+    const result = parseCommitResult(
+      jobPods.map(terminationMessage).find((m) => m !== undefined),
+      targetsOf(base).map((t) => t.containerName),
+    );
     const detail = result.kind === "error" ? result.error : result.kind === "invalid" ? result.message : undefined;
     const message = `commit Job ${jobName} failed: ${jobFailureMessage(job)}${detail !== undefined ? `; committer: ${detail}` : ""}`;
     return keepUntilRecorded(failedCommit(snap, base, observed, cfg, now, "CommitFailed", truncate(message, 1500)), commit);
@@ -326,34 +338,6 @@ function committing(
  */
 function keepUntilRecorded(d: Decision, job: Job): Decision {
   return { ...d, children: [job, ...d.children.filter((c) => c.metadata.name !== job.metadata.name)], resyncAfterSeconds: 5 };
-}
-
-function succeeded(
-  base: SandboxSnapshotStatus,
-  results: { name: string; digest: string; sizeBytes?: number }[],
-  freezeMillis: number | undefined,
-  now: Date,
-): Decision {
-  const containers = (base.containers ?? []).map((c) => {
-    const r = results.find((x) => x.name === c.containerName);
-    return r ? { ...c, imageDigest: r.digest, ...(r.sizeBytes !== undefined ? { sizeBytes: r.sizeBytes } : {}) } : c;
-  });
-  const missing = containers.find((c) => c.imageDigest === undefined);
-  if (missing) {
-    return {
-      status: fail(base, now, "CommitResultInvalid", `committer result has no digest for container ${missing.containerName}`),
-      children: [],
-    };
-  }
-  const status: SandboxSnapshotStatus = {
-    ...base,
-    phase: "Succeed",
-    containers,
-    completionTime: formatTime(now),
-    conditions: setCondition(base.conditions, "Ready", "True", "Succeeded", `${containers.length} image(s) pushed`, now),
-  };
-  if (freezeMillis !== undefined) status.freezeMillis = freezeMillis;
-  return { status, children: [] };
 }
 
 function failedCommit(

@@ -18,11 +18,13 @@ import type { ControllerConfig } from "../config/config.js";
 import { findCondition } from "../reconcile/conditions.js";
 import { annotatedPodName, customizeAgentSandboxLookup } from "../reconcile/agent-sandbox.js";
 import { customize, customizeLookup, type AgentSandboxCustomize } from "../reconcile/customize.js";
+import { planImageChecks } from "../reconcile/image-check.js";
 import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
 import { allocStatus } from "../reconcile/source.js";
 import { planSyncLookups, sync } from "../reconcile/sync.js";
 import { cleanupEvent } from "./cleanup-runner.js";
 import { eventObject, type SnapshotEvent } from "./events.js";
+import type { ImageVerifier } from "./image-verifier.js";
 import { describeKubeError, type KubeAccess } from "./kube.js";
 import { performSyncLookups } from "./lookups.js";
 import { createMetrics, type Metrics } from "./metrics.js";
@@ -41,6 +43,8 @@ export interface ServerDeps {
   /** Where "now" comes from. Required so a test always decides the time its fixtures are judged by. */
   clock: () => Date;
   cleanup?: CleanupRunner;
+  /** Reads the registry before a commit is recorded and for periodic checks; without it nothing reaches Succeed. */
+  verifier?: ImageVerifier;
 }
 
 export const BODY_LIMIT = "4mb";
@@ -142,8 +146,14 @@ export function createHookApp(deps: ServerDeps): express.Express {
     sync: async (body, log) => {
       const req = syncRequest(body, "sync");
       const plan = planSyncLookups(req, config);
-      const lookups = plan.source || plan.pushSecret !== undefined ? await performSyncLookups(plan, req.parent, deps.kube) : {};
-      const res = checked(sync(req, config, clock(), lookups));
+      const now = clock();
+      // The registry is the witness of a commit (src/reconcile/image-check.ts): read it first.
+      const imagePlan = deps.verifier ? planImageChecks(req, config, now) : undefined;
+      const [lookups, images] = await Promise.all([
+        plan.source || plan.pushSecret !== undefined ? performSyncLookups(plan, req.parent, deps.kube) : {},
+        imagePlan && deps.verifier ? deps.verifier(imagePlan, log) : undefined,
+      ]);
+      const res = checked(sync(req, config, now, images ? { ...lookups, images } : lookups));
       observe(req.parent, res, log);
       return res;
     },
@@ -317,11 +327,11 @@ function closeServer(server: Server, graceMs = 10_000): Promise<void> {
 
 export async function startServer(
   config: ControllerConfig,
-  opts: { clock: () => Date; log?: Logger; kube?: KubeAccess | undefined; cleanup?: CleanupRunner },
+  opts: { clock: () => Date; log?: Logger; kube?: KubeAccess | undefined; cleanup?: CleanupRunner; verifier?: ImageVerifier },
 ): Promise<RunningServer> {
   const log = opts.log ?? pino({ level: config.logLevel });
   const metrics = createMetrics();
-  const hookApp = createHookApp({ config, log, metrics, kube: opts.kube, clock: opts.clock, ...(opts.cleanup ? { cleanup: opts.cleanup } : {}) });
+  const hookApp = createHookApp({ config, log, metrics, kube: opts.kube, clock: opts.clock, ...(opts.cleanup ? { cleanup: opts.cleanup } : {}), ...(opts.verifier ? { verifier: opts.verifier } : {}) });
   const hookServer = await listen(hookApp, config.hookListen.host, config.hookListen.port);
   // Metacontroller keeps connections alive; a bit longer than its idle timeout avoids reset races.
   hookServer.keepAliveTimeout = 65_000;

@@ -11,6 +11,7 @@ import {
   foldCleanup,
   planCleanup,
   type TargetResult,
+  witnessProblem,
 } from "../reconcile/cleanup.js";
 import type { FinalizeCleanup } from "../reconcile/finalize.js";
 import { ANNOTATION_SNAPSHOT_UID } from "../reconcile/names.js";
@@ -27,6 +28,7 @@ import {
   Scrubber,
 } from "../registry/index.js";
 import type { SnapshotEvent } from "./events.js";
+import { describeKubeError } from "./kube.js";
 import type { Metrics } from "./metrics.js";
 
 /** The registry operations clean-up needs (RegistryClient has them; tests may pass a fake). */
@@ -55,6 +57,16 @@ export interface CleanupRunnerOptions {
   log?: Logger;
   /** Replaces the registry client (tests). */
   clientFor?: (registry: string) => CleanupRegistry;
+  /**
+   * Reads the SandboxSnapshot from the API server before anything is deleted (verify before delete).
+   * Without it the runner trusts its caller (said once at start-up).
+   */
+  kube?: SnapshotWitness | undefined;
+}
+
+/** The API read that vouches for a finalize request (KubeAccess has it). */
+export interface SnapshotWitness {
+  getSandboxSnapshot(namespace: string, name: string): Promise<SandboxSnapshot | undefined>;
 }
 
 export const DEFAULT_BUDGET_MS = 4000;
@@ -83,7 +95,8 @@ export async function loadCleanupCredentials(config: ControllerConfig, log?: Log
   return dc;
 }
 
-function secretsOf(dc: DockerConfig | undefined): Scrubber {
+/** Every secret in the docker config, so no message carries one (shared with the image verifier). */
+export function secretsOf(dc: DockerConfig | undefined): Scrubber {
   const s = new Scrubber();
   for (const c of dc?.auths.values() ?? []) {
     s.add(c.password);
@@ -102,11 +115,8 @@ function snapshotRef(snap: SandboxSnapshot): string {
 async function execute(target: CleanupTarget, uid: string, client: CleanupRegistry, call: CallOptions, scrub: (s: string) => string): Promise<TargetResult> {
   const ref = target.ref;
   try {
-    if (target.kind === "digest") {
-      const outcome = await client.deleteManifest(target.repository, target.digest, call);
-      return outcome === "deleted" ? { ref, outcome: "deleted", digest: target.digest } : { ref, outcome: "not-found", digest: target.digest };
-    }
-    const found = await client.manifestAnnotations(target.repository, target.tag, call);
+    // Verify before delete: read the manifest first, delete it only when it carries this snapshot's UID.
+    const found = await client.manifestAnnotations(target.repository, target.kind === "digest" ? target.digest : target.tag, call);
     if (found === undefined) return { ref, outcome: "not-found" };
     if (uid === "" || found.annotations[ANNOTATION_SNAPSHOT_UID] !== uid) return { ref, outcome: "foreign", digest: found.digest };
     const outcome = await client.deleteManifest(target.repository, found.digest, call);
@@ -194,6 +204,11 @@ export async function createCleanupRunner(config: ControllerConfig, opts: Cleanu
     }
     return c;
   };
+  if (opts.kube === undefined) {
+    opts.log?.warn(
+      "no Kubernetes API access: finalize cannot re-read the SandboxSnapshot before deleting, so it trusts its caller (only manifests carrying the snapshot's UID annotation are ever deleted)",
+    );
+  }
   opts.log?.info(
     {
       dockerConfig: config.cleanupDockerConfig ?? "none (anonymous)",
@@ -217,12 +232,12 @@ export async function createCleanupRunner(config: ControllerConfig, opts: Cleanu
       }
       for (const u of plan.unusable) log.warn({ snapshot: who, container: u.containerName, reason: scrub(u.reason) }, "cannot clean up this container's image");
       const deadline = Date.now() + budgetMs;
-      const results = await executeAll(
-        plan.targets,
-        (t) => execute(t, plan.uid, client(t.registry), { deadline }, scrub),
-        deadline,
-        concurrency,
-      );
+      const refused = plan.targets.length > 0 && opts.kube !== undefined ? await vouch(req, opts.kube) : undefined;
+      if (refused !== undefined) log.warn({ snapshot: who, reason: refused }, "registry clean-up: the API server does not vouch for this finalize request; nothing deleted");
+      const results =
+        refused !== undefined
+          ? plan.targets.map((t): TargetResult => ({ ref: t.ref, outcome: "error", message: `not deleted: ${refused}` }))
+          : await executeAll(plan.targets, (t) => execute(t, plan.uid, client(t.registry), { deadline }, scrub), deadline, concurrency);
       for (const r of results) {
         metrics?.cleanupOutcomes.inc({ outcome: METRIC_OUTCOME[r.outcome] });
         const line = { snapshot: who, image: r.ref, outcome: r.outcome, ...("digest" in r && r.digest !== undefined ? { digest: r.digest } : {}) };
@@ -248,6 +263,17 @@ export async function createCleanupRunner(config: ControllerConfig, opts: Cleanu
     }
     return fold;
   };
+}
+
+/** Why the stored SandboxSnapshot does not vouch for the request (undefined = it does); an unreadable one never does. */
+async function vouch(req: SyncRequest, kube: SnapshotWitness): Promise<string | undefined> {
+  let stored: SandboxSnapshot | undefined;
+  try {
+    stored = await kube.getSandboxSnapshot(req.parent.metadata.namespace ?? "", req.parent.metadata.name ?? "");
+  } catch (err) {
+    return `could not re-read the SandboxSnapshot: ${describeKubeError(err)}`;
+  }
+  return witnessProblem(req, stored);
 }
 
 /** The Event for a clean-up outcome reached in this call (Done or Abandoned), if any. */

@@ -3,9 +3,9 @@
 // access; callers degrade (logged once at start-up).
 import { existsSync } from "node:fs";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import type { AgentSandbox, BatchSandbox, Pod } from "../api/types.js";
+import type { AgentSandbox, BatchSandbox, Pod, SandboxSnapshot } from "../api/types.js";
 import { AGENT_SANDBOX_GROUP, AGENT_SANDBOX_RESOURCE } from "../reconcile/agent-sandbox.js";
-import { BATCH_SANDBOX_RESOURCE, GROUP } from "../reconcile/names.js";
+import { BATCH_SANDBOX_RESOURCE, GROUP, SNAPSHOT_RESOURCE } from "../reconcile/names.js";
 
 export interface KubeAccess {
   /** undefined when the object does not exist. */
@@ -13,6 +13,8 @@ export interface KubeAccess {
   /** An agent-sandbox Sandbox (agents.x-k8s.io/<version>); undefined when it does not exist. */
   getAgentSandbox(namespace: string, name: string, version: string): Promise<AgentSandbox | undefined>;
   getPod(namespace: string, name: string): Promise<Pod | undefined>;
+  /** The SandboxSnapshot as stored (finalize re-reads it before deleting anything). */
+  getSandboxSnapshot(namespace: string, name: string): Promise<SandboxSnapshot | undefined>;
   secretExists(namespace: string, name: string): Promise<boolean>;
   createEvent(namespace: string, event: Record<string, unknown>): Promise<"created" | "exists">;
 }
@@ -107,6 +109,13 @@ export function createKubeAccess(kc: KubeConfig, timeoutMs = KUBE_TIMEOUT_MS): K
               plural: AGENT_SANDBOX_RESOURCE,
               name,
             })) as AgentSandbox,
+        ),
+      ),
+    getSandboxSnapshot: (namespace, name) =>
+      bounded(`GET SandboxSnapshot ${namespace}/${name}`, timeoutMs, () =>
+        orUndefinedOn404(
+          async () =>
+            (await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace, plural: SNAPSHOT_RESOURCE, name })) as SandboxSnapshot,
         ),
       ),
     getPod: (namespace, name) =>

@@ -3,7 +3,8 @@ import { pino } from "pino";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { createKubeAccess, loadKubeConfig } from "./kube.js";
 import { startServer } from "./app.js";
-import { createCleanupRunner } from "./cleanup-runner.js";
+import { createCleanupRunner, loadCleanupCredentials } from "./cleanup-runner.js";
+import { createImageVerifier } from "./image-verifier.js";
 
 async function main(): Promise<void> {
   let config;
@@ -33,8 +34,10 @@ async function main(): Promise<void> {
     );
   }
   let cleanup;
+  let verifier;
   try {
-    cleanup = await createCleanupRunner(config, { log });
+    cleanup = await createCleanupRunner(config, { log, kube });
+    verifier = await createImageVerifier(config, { log, dockerConfig: await loadCleanupCredentials(config) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sandbox-snapshot-controller: ${err.message}\n`);
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const server = await startServer(config, { log, kube, cleanup, clock: () => new Date() });
+  const server = await startServer(config, { log, kube, cleanup, verifier, clock: () => new Date() });
   log.info(
     { hook: `${config.hookListen.host}:${server.hookPort}`, metrics: `${config.metricsListen.host}:${server.metricsPort}`, registry: config.registry },
     "hook server listening",

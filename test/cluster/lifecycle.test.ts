@@ -96,7 +96,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     expect(c?.command).toBeUndefined();
     const snap = await waitForSnapshot(e, ns, "snap-pod", "Committing", (s) => s.status?.phase === "Committing");
     const imageRef = snap.status?.containers?.[0]?.imageUri ?? "";
-    expect(imageRef).toMatch(new RegExp(`^${reg.host.replace(/[.]/g, "\\.")}/snapshots/sbx-main:snap-[0-9a-f]{32}$`));
+    expect(imageRef).toMatch(new RegExp(`^${reg.host.replace(/[.]/g, "\\.")}/snapshots/${ns}/sbx/main:snap-[0-9a-f]{32}$`));
     expect(c?.args).toEqual(["sbx", ns, `main:${imageRef}`]);
     expect(c?.securityContext?.privileged).toBe(true);
     expect(c?.terminationMessagePolicy).toBe("FallbackToLogsOnError");
@@ -135,7 +135,9 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
 
     // The Job controller completes the Job; the hook reads the result and finishes the snapshot.
     const done = await waitForSnapshot(e, ns, "snap-pod", "Succeed", (s) => s.status?.phase === "Succeed");
-    expect(done.status?.containers?.[0]).toMatchObject({ containerName: "main", imageUri: imageRef, imageDigest: result.containers[0]?.digest });
+    // Verified in the registry and pinned by digest.
+    expect(done.status?.containers?.[0]).toMatchObject({ containerName: "main", imageUri: `${imageRef}@${result.containers[0]?.digest ?? ""}`, imageDigest: result.containers[0]?.digest });
+    expect(done.status?.conditions?.find((x) => x.type === "ImageAvailable")?.status).toBe("True");
     expect(done.status?.conditions?.find((x) => x.type === "Ready")?.status).toBe("True");
     expect(done.status?.sourcePodName).toBe("sbx");
     expect(done.status?.sourceNodeName).toBe(NODE);
@@ -202,7 +204,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     const snap = await getSnapshot(e.cluster, ns, "snap-pod");
     expect(snap?.metadata?.finalizers ?? []).toContain(FINALIZER);
     expect(snap?.status?.deletionPolicy).toBe("Delete");
-    const ref = snap?.status?.containers?.[0]?.imageUri ?? "";
+    const ref = (snap?.status?.containers?.[0]?.imageUri ?? "").split("@")[0] ?? "";
     const digest = snap?.status?.containers?.[0]?.imageDigest ?? "";
     const repo = ref.slice(reg.host.length + 1, ref.lastIndexOf(":"));
     const manifestUrl = `${reg.httpUrl}/v2/${repo}/manifests/${digest}`;
@@ -274,7 +276,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
       await createSnapshot(e.cluster, snap);
       const committing = await waitForSnapshot(e, ns3, "snap-own", "Committing", (x) => x.status?.phase === "Committing");
       expect(committing.status?.deletionPolicy).toBe("Retain");
-      expect(committing.status?.containers?.[0]?.imageUri).toMatch(new RegExp(`/bs-own-sandbox:snap-gen${String(bs.metadata.generation)}$`));
+      expect(committing.status?.containers?.[0]?.imageUri).toMatch(new RegExp(`/bs-own/sandbox:snap-gen${String(bs.metadata.generation)}$`));
       await waitForJob(e, ns3, "snap-own-commit");
       const commitPod = await waitForJobPod(e, ns3, "snap-own-commit");
 

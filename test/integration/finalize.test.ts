@@ -183,7 +183,13 @@ describe.skipIf(missing)("finalize against a registry with deletion enabled", ()
       ],
     };
     const { res } = await finalizeUntilDone(h, deletedSnapshot(status));
-    expect(res.status.cleanup).toEqual({ state: "Done", attempts: 1, deletedDigests: [ours.digest] });
+    expect(res.status.cleanup).toEqual({
+      state: "Done",
+      attempts: 1,
+      deletedDigests: [ours.digest],
+      // Left in the registry and said so.
+      foreignDigests: [`${reg.url}/${foreign.repository}@${foreign.digest}`, `${reg.url}/${unannotated.repository}@${unannotated.digest}`],
+    });
     expect(await gone(client, ours)).toBe(true);
     expect(await gone(client, foreign)).toBe(false);
     expect(await gone(client, unannotated)).toBe(false);

@@ -95,6 +95,7 @@ const kube: KubeAccess = {
     };
     return Promise.resolve(p);
   },
+  getSandboxSnapshot: (_ns, name) => (hash(name) % 5 === 0 ? Promise.reject(new Error("timeout")) : Promise.resolve(undefined)),
   secretExists: (_ns, name) => (hash(name) % 4 === 0 ? Promise.reject(new Error("forbidden")) : Promise.resolve(hash(name) % 3 !== 0)),
   createEvent: () => Promise.resolve("created"),
 };

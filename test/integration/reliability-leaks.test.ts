@@ -19,9 +19,10 @@ import { ANNOTATION_SNAPSHOT_UID } from "../../src/reconcile/names.js";
 import { parseImageReference } from "../../src/registry/reference.js";
 import type { RegistryClient } from "../../src/registry/index.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
+import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import { missingComponents } from "../support/components.js";
-import { job, jobPod, pod, request, snapshot, withStatus } from "../support/fixtures.js";
+import { NS, job, jobPod, pod, request, snapshot, withStatus } from "../support/fixtures.js";
 import { makeTestLayer, pushTestImage, type TestLayer } from "../support/registry-image.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
 
@@ -96,7 +97,8 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
     });
     const log = pino({ level: "silent" });
     const cleanup = await createCleanupRunner(config, { log, budgetMs: 3000, attemptTimeoutMs: 1000 });
-    server = await startServer(config, { log, cleanup, clock: () => clock.now });
+    const verifier = await createImageVerifier(config, { log });
+    server = await startServer(config, { log, cleanup, verifier, clock: () => clock.now });
   });
   afterAll(async () => {
     await server.close();
@@ -265,10 +267,11 @@ describe.skipIf(missing)("reliability: registry images are never leaked and neve
 
     // ---- the registry's storage: every manifest revision of every repository
     const stored = new Set<string>();
-    const repos = join(reg.dataDir, "docker/registry/v2/repositories/snapshots");
-    // the cycles' repositories (pods pa, pb, pc); other tests in this file use their own
-    for (const repo of (existsSync(repos) ? readdirSync(repos) : []).filter((r) => /^p[abc]-/.test(r))) {
-      const revs = join(repos, repo, "_manifests/revisions/sha256");
+    // the cycles' repositories (<namespace>/<pod pa, pb, pc>/<container>); other tests in this file use their own
+    const root = join(reg.dataDir, "docker/registry/v2/repositories/snapshots", NS);
+    const cycleRepos = ["pa", "pb", "pc"].flatMap((p) => (existsSync(join(root, p)) ? readdirSync(join(root, p)).map((c) => `${NS}/${p}/${c}`) : []));
+    for (const repo of cycleRepos) {
+      const revs = join(root, "..", repo, "_manifests/revisions/sha256");
       for (const hex of existsSync(revs) ? readdirSync(revs) : []) {
         if (existsSync(join(revs, hex, "link"))) stored.add(`snapshots/${repo}@sha256:${hex}`);
       }

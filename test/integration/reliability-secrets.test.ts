@@ -15,6 +15,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxSnapshotStatus, SyncResponse } from "../../src/api/types.js";
 import { loadConfig } from "../../src/config/config.js";
+import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import type { KubeAccess } from "../../src/server/kube.js";
@@ -127,6 +128,7 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         events.push(ev);
@@ -144,7 +146,8 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
       });
       const log = pino({ level: "debug" }, logs);
       const cleanup = await createCleanupRunner(config, { log, budgetMs: 3000 });
-      const server = await startServer(config, { log, kube, cleanup, clock: () => t0 });
+      const verifier = await createImageVerifier(config, { log });
+      const server = await startServer(config, { log, kube, cleanup, verifier, clock: () => t0 });
       return { server, url: `http://127.0.0.1:${server.hookPort}` };
     };
     const call = async (url: string, hook: string, body: unknown): Promise<SyncResponse> => {

@@ -11,7 +11,9 @@ import { pino } from "pino";
 import type { KubernetesObject, V1Job, V1Pod } from "@kubernetes/client-node";
 import { loadConfig, type ControllerConfig } from "../../src/config/config.js";
 import { createKubeAccess } from "../../src/server/kube.js";
+import { RESULT_LIMIT } from "../../src/contract/commit-job.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
+import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import { readManifests, startCluster, waitFor, type Cluster, type ClusterOptions } from "./cluster.js";
 
@@ -131,9 +133,11 @@ export async function startE2E(opts: E2EOptions = {}): Promise<E2E> {
       },
     );
     const kube = createKubeAccess(cluster.kc);
-    const cleanup = await createCleanupRunner(config, { log });
+    // Finalize re-reads the snapshot through the API before deleting; commits are verified in the registry.
+    const cleanup = await createCleanupRunner(config, { log, kube });
+    const verifier = await createImageVerifier(config, { log });
     // The API server stamps real times on the objects it serves: decide with the real clock.
-    hooks = await startServer(config, { log, kube, cleanup, clock: () => new Date() });
+    hooks = await startServer(config, { log, kube, cleanup, verifier, clock: () => new Date() });
     await cluster.apply([compositeControllerFor(hooks.hookPort)]);
     const running = hooks;
     return {
@@ -344,8 +348,12 @@ export async function runCommitter(e: E2E, job: V1Job): Promise<CommitterRun> {
   }
 }
 
-/** Plays the kubelet: the Job's pod ran to completion with this exit code and termination message. */
-export async function finishJobPod(e: E2E, namespace: string, pod: V1Pod, exitCode: number, message: string): Promise<void> {
+/**
+ * Plays the kubelet: the Job's pod ran to completion with this exit code and termination message,
+ * cut to the 4096 bytes a kubelet keeps (so a result over the budget arrives truncated, as it would).
+ */
+export async function finishJobPod(e: E2E, namespace: string, pod: V1Pod, exitCode: number, fullMessage: string): Promise<void> {
+  const message = Buffer.from(fullMessage).subarray(0, RESULT_LIMIT).toString();
   const name = pod.metadata?.name ?? "";
   const started = new Date(Date.now() - 1000);
   const finished = new Date();

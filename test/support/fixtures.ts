@@ -1,6 +1,7 @@
 // Builders for hook requests as Metacontroller sends them (v1 keys `name`, v2 keys `namespace/name`).
 import type { BatchSandbox, Job, Pod, SandboxSnapshot, SandboxSnapshotStatus, SyncRequest } from "../../src/api/types.js";
 import { loadConfig, type ControllerConfig } from "../../src/config/config.js";
+import type { ImageCheckResults } from "../../src/reconcile/image-check.js";
 
 export const NS = "sandboxes";
 export const UID = "7d3f0c2a-1b2c-4d5e-8f90-a1b2c3d4e5f6";
@@ -148,3 +149,25 @@ export function withStatus(req: SyncRequest, status: SandboxSnapshotStatus): Syn
 
 export const DIGEST_A = `sha256:${"a".repeat(64)}`;
 export const DIGEST_B = `sha256:${"b".repeat(64)}`;
+
+/**
+ * What the image verifier reports for a finished commit: the manifest at each container's tag
+ * (`digests` by container; absent = no manifest there), carrying `uid` (this snapshot's by default).
+ */
+export function registryHolds(
+  status: SandboxSnapshotStatus,
+  digests: Record<string, string>,
+  opts: { uid?: string | undefined; sizeBytes?: number } = {},
+): ImageCheckResults {
+  const uid = "uid" in opts ? opts.uid : UID;
+  return {
+    purpose: "commit",
+    results: (status.containers ?? []).map((c) => {
+      const d = digests[c.containerName];
+      return {
+        containerName: c.containerName,
+        atTag: d === undefined ? { outcome: "not-found" } : { outcome: "found", digest: d, snapshotUid: uid, ...(opts.sizeBytes !== undefined ? { sizeBytes: opts.sizeBytes } : {}) },
+      };
+    }),
+  };
+}

@@ -233,6 +233,7 @@ describe("agent-sandbox Sandbox source: the shell's direct look-up", () => {
       return Promise.resolve(name === "asb" ? agentSandbox("asb", { podName: "pool-late" }) : undefined);
     },
     getBatchSandbox: () => Promise.reject(new Error("not expected")),
+    getSandboxSnapshot: () => Promise.resolve(undefined),
     getPod: (ns, name) => {
       calls.push(`pod ${ns}/${name}`);
       return Promise.resolve(name === "pool-late" ? sandboxPod("pool-late") : undefined);
@@ -289,6 +290,7 @@ describe("agent-sandbox Sandbox source: the customize shell", () => {
       },
       getBatchSandbox: () => Promise.reject(new Error("not expected")),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: () => Promise.resolve("created" as const),
     };

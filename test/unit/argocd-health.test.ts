@@ -10,7 +10,7 @@ import { findCondition } from "../../src/reconcile/conditions.js";
 import { commitJobName } from "../../src/reconcile/names.js";
 import { sync } from "../../src/reconcile/sync.js";
 import { inCI, missingComponents } from "../support/components.js";
-import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
+import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, withStatus } from "../support/fixtures.js";
 
 const HEALTH = fileURLToPath(new URL("../../deploy/argocd/health.lua", import.meta.url));
 const ARGOCD_CM = fileURLToPath(new URL("../../deploy/argocd/argocd-cm.yaml", import.meta.url));
@@ -89,7 +89,7 @@ describe.skipIf(missing)("Argo CD health check for SandboxSnapshot (real Lua 5.1
         request(snapshot({ podName: "p" }), { pods: [pod("p"), jobPod(jobName, "Succeeded", result)], jobs: [job(jobName, "succeeded")] }),
         committing.status,
       );
-      const done = sync(req, cfg, t0);
+      const done = sync(req, cfg, t0, { images: registryHolds(committing.status, { sandbox: DIGEST_A }) });
       expect(done.status.phase).toBe("Succeed");
       expect(health(snap(done.status)).status).toBe("Healthy");
     });

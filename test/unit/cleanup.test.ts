@@ -82,7 +82,7 @@ class FakeRegistry implements CleanupRegistry {
 
   async manifestAnnotations(repository: string, reference: string): Promise<{ digest: string; annotations: Record<string, string> } | undefined> {
     await this.step(`GET ${repository}:${reference}`);
-    const digest = this.tags.get(`${repository}:${reference}`);
+    const digest = reference.startsWith("sha256:") ? reference : this.tags.get(`${repository}:${reference}`);
     const annotations = digest === undefined ? undefined : this.manifests.get(repository)?.get(digest);
     return digest === undefined || annotations === undefined ? undefined : { digest, annotations };
   }
@@ -209,7 +209,7 @@ describe("cleanup runner", () => {
 
   it("deletes this snapshot's manifests and counts each outcome", async () => {
     const fake = new FakeRegistry();
-    fake.put(REPO_A, DIGEST_A, {}, "snap-1");
+    fake.put(REPO_A, DIGEST_A, { "sandbox.opensandbox.io/snapshot-uid": UID }, "snap-1");
     fake.put(REPO_B, `sha256:${"9".repeat(64)}`, {}, "other");
     const { run, metrics } = await runner(fake);
     const out = await run(deletedSnapshot(succeeded));
@@ -233,7 +233,8 @@ describe("cleanup runner", () => {
     const r2 = await runner(foreign);
     const out2 = await r2.run(deletedSnapshot(midPush));
     expect(foreign.calls).toEqual([`GET ${REPO_A}:snap-1`]);
-    expect(out2?.cleanup).toEqual({ state: "Done", attempts: 1, deletedDigests: [] });
+    // Left in the registry, and reported in status.
+    expect(out2?.cleanup).toEqual({ state: "Done", attempts: 1, deletedDigests: [], foreignDigests: [`registry.example.com/${REPO_A}@${DIGEST_A}`] });
     expect(r2.logs.text).toContain("without this snapshot's UID annotation");
   });
 
@@ -262,6 +263,7 @@ describe("cleanup runner", () => {
 
   it("answers in time even when a registry call ignores its deadline", async () => {
     const fake = new FakeRegistry();
+    fake.put(REPO_A, DIGEST_A, { "sandbox.opensandbox.io/snapshot-uid": UID });
     fake.deleteManifest = () => new Promise<"deleted">(() => undefined);
     const { run } = await runner(fake, { budgetMs: 100 });
     const started = Date.now();
@@ -323,6 +325,7 @@ describe("clean-up Events", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         events.push(ev);
@@ -358,6 +361,7 @@ describe("clean-up Events", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         if (failEvents) return Promise.reject(new Error("forbidden"));

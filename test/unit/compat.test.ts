@@ -37,7 +37,7 @@ describe("image tags (OpenSandbox rules)", () => {
       cfg,
       t0,
     );
-    expect(res.status.containers?.[0]?.imageUri).toBe("registry.example.com/snapshots/sbx-sandbox:snap-gen4");
+    expect(res.status.containers?.[0]?.imageUri).toBe("registry.example.com/snapshots/sandboxes/sbx/sandbox:snap-gen4");
   });
 
   it("builds repositories from the template with namespace, source and container", () => {

@@ -7,7 +7,9 @@ describe("configuration", () => {
     expect(c.hookListen).toEqual({ host: "0.0.0.0", port: 8080 });
     expect(c.metricsListen).toEqual({ host: "0.0.0.0", port: 9090 });
     expect(c.registry).toBe("localhost:5000/snapshots");
-    expect(c.repositoryTemplate).toBe("{registry}/{source}-{container}");
+    expect(c.repositoryTemplate).toBe("{registry}/{namespace}/{source}/{container}");
+    expect(c.sharedRepositories).toBe(false);
+    expect(c.imageRecheckSeconds).toBe(86400);
     expect(c.registryInsecure).toBe(false);
     expect(c.pushSecret).toBeUndefined();
     expect(c.commitJobDeadlineSeconds).toBe(600);
@@ -28,6 +30,10 @@ describe("configuration", () => {
     ["SNAPSHOT_REGISTRY", "https://r.example.com"],
     ["SNAPSHOT_REGISTRY", "r.example.com/Upper"],
     ["SNAPSHOT_REPOSITORY_TEMPLATE", "{registry}/{source}"],
+    ["SNAPSHOT_REPOSITORY_TEMPLATE", "{registry}/{source}-{container}"],
+    ["SNAPSHOT_SHARED_REPOSITORIES", "yes"],
+    ["IMAGE_RECHECK_SECONDS", "-5"],
+    ["IMAGE_RECHECK_SECONDS", "1d"],
     ["SNAPSHOT_REPOSITORY_TEMPLATE", "{registry}/{sauce}-{container}"],
     ["SNAPSHOT_REGISTRY_INSECURE", "yes"],
     ["SNAPSHOT_PUSH_SECRET", "Not_A_Name"],
@@ -53,6 +59,28 @@ describe("configuration", () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).setting).toBe(setting);
     expect((err as Error).message).toContain(`invalid setting ${setting}`);
+  });
+
+  it("refuses a repository template without {namespace} unless repositories are declared shared across namespaces", () => {
+    const err = (() => {
+      try {
+        loadConfig({ SNAPSHOT_REPOSITORY_TEMPLATE: "{registry}/{source}-{container}" });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).setting).toBe("SNAPSHOT_REPOSITORY_TEMPLATE");
+    expect((err as Error).message).toMatch(/no \{namespace\}.*SNAPSHOT_SHARED_REPOSITORIES=true/);
+    // OpenSandbox's layout stays available, explicitly.
+    const shared = loadConfig({ SNAPSHOT_REPOSITORY_TEMPLATE: "{registry}/{source}-{container}", SNAPSHOT_SHARED_REPOSITORIES: "true" });
+    expect(shared.repositoryTemplate).toBe("{registry}/{source}-{container}");
+    expect(shared.sharedRepositories).toBe(true);
+  });
+
+  it("turns the periodic image check off with IMAGE_RECHECK_SECONDS=0", () => {
+    expect(loadConfig({ IMAGE_RECHECK_SECONDS: "0" }).imageRecheckSeconds).toBe(0);
   });
 
   it("rejects a freeze watchdog that outlives the commit Job", () => {

@@ -90,7 +90,7 @@ describe("SandboxSnapshot CRD", () => {
     expect(Object.keys(schema.properties?.status?.properties ?? {}).sort()).toEqual(
       [
         "phase", "observedGeneration", "sourcePodName", "sourceNodeName", "containers", "conditions",
-        "startTime", "completionTime", "freezeMillis", "deletionPolicy", "cleanup",
+        "startTime", "completionTime", "freezeMillis", "deletionPolicy", "cleanup", "imageCheck",
       ].sort(),
     );
   });

@@ -6,7 +6,8 @@ import { loadConfig } from "../../src/config/config.js";
 import { commitJobName } from "../../src/reconcile/names.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import { createCleanupRunner, type CleanupRegistry } from "../../src/server/cleanup-runner.js";
-import { DIGEST_A, DIGEST_B, job, jobPod, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
+import { createImageVerifier } from "../../src/server/image-verifier.js";
+import { DIGEST_A, DIGEST_B, UID, job, jobPod, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
 import type { SandboxSnapshotStatus } from "../../src/api/types.js";
 
 const config = loadConfig({
@@ -98,7 +99,10 @@ describe("metrics", () => {
   });
 
   it("count phase transitions once, and record freeze time and layer sizes from the committer's result", async () => {
-    const { hooks, metrics } = await start();
+    // The registry backs the result: the manifest at the tag has the digest and this snapshot's UID.
+    const manifest = { digest: DIGEST_A, mediaType: "", size: 0, bytes: new Uint8Array(), manifest: { schemaVersion: 2, layers: [] }, annotations: { "sandbox.opensandbox.io/snapshot-uid": UID } };
+    const verifier = await createImageVerifier(config, { dockerConfig: undefined, clientFor: () => ({ getManifest: () => Promise.resolve(manifest as never) }) });
+    const { hooks, metrics } = await start({ verifier, clock: () => t0 });
     const pending = request(snapshot({ podName: "p" }), { pods: [pod("p")] });
     const first = (await (await hook(hooks, "/sync", pending)).json()) as { status: SandboxSnapshotStatus };
     expect(first.status.phase).toBe("Committing");
@@ -142,7 +146,8 @@ describe("metrics", () => {
     // The registry: DIGEST_A deletes, DIGEST_B fails every time.
     const registry: CleanupRegistry = {
       deleteManifest: (_repo, digest) => (digest === DIGEST_A ? Promise.resolve("deleted") : Promise.reject(new Error("connection refused"))),
-      manifestAnnotations: () => Promise.resolve(undefined),
+      // Both manifests carry the snapshot's UID: verify before delete lets them go.
+      manifestAnnotations: (_repo, reference) => Promise.resolve({ digest: reference, annotations: { "sandbox.opensandbox.io/snapshot-uid": UID } }),
     };
     const cleanup = await createCleanupRunner(config, { clientFor: () => registry });
     const { hooks, metrics } = await start({ cleanup, clock: () => t0 });

@@ -132,6 +132,7 @@ describe("hook server", () => {
           };
         }),
       getPod: () => Promise.resolve<Pod | undefined>(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: () => Promise.resolve("created" as const),
     };
@@ -155,6 +156,7 @@ describe("hook server", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: (_ns, name) => Promise.resolve(batchSandbox(name, { allocPods: ["pool-9"] })),
       getPod: (_ns, name) => Promise.resolve(name === "pool-9" ? pod("pool-9") : undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: () => Promise.resolve("created" as const),
     };
@@ -170,6 +172,7 @@ describe("hook server", () => {
       getAgentSandbox: () => Promise.resolve(undefined),
       getBatchSandbox: () => Promise.resolve(undefined),
       getPod: () => Promise.resolve(undefined),
+      getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
       createEvent: (_ns, ev) => {
         names.push((ev.metadata as { name: string }).name);

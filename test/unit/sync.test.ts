@@ -12,6 +12,7 @@ import {
   job,
   jobPod,
   pod,
+  registryHolds,
   request,
   snapshot,
   t0,
@@ -69,7 +70,7 @@ describe("Pending", () => {
     expect(res.status.sourcePodName).toBe("sbx-0");
     expect(res.status.sourceNodeName).toBe("node-a");
     expect(res.status.containers?.map((c) => c.containerName)).toEqual(["sandbox", "sidecar"]);
-    expect(res.status.containers?.[0]?.imageUri).toMatch(/^registry\.example\.com\/snapshots\/sbx-sandbox:snap-[0-9a-f]{32}$/);
+    expect(res.status.containers?.[0]?.imageUri).toMatch(/^registry\.example\.com\/snapshots\/sandboxes\/sbx\/sandbox:snap-[0-9a-f]{32}$/);
     expect(res.status.startTime).toBe("2026-11-29T10:00:05Z");
     expect(res.status.deletionPolicy).toBe("Delete");
     expect(res.children).toHaveLength(1);
@@ -108,7 +109,7 @@ describe("Pending", () => {
     const ctr = pspec.containers[0];
     if (!ctr) throw new Error("no container");
     expect(ctr.command).toBeUndefined();
-    expect(ctr.args).toEqual(["p1", "sandboxes", `sandbox:registry.example.com/snapshots/p1-sandbox:${res.status.containers?.[0]?.imageUri?.split(":")[1] ?? ""}`]);
+    expect(ctr.args).toEqual(["p1", "sandboxes", `sandbox:registry.example.com/snapshots/sandboxes/p1/sandbox:${res.status.containers?.[0]?.imageUri?.split(":")[1] ?? ""}`]);
     expect(ctr.terminationMessagePolicy).toBe("FallbackToLogsOnError");
     expect(ctr.securityContext.privileged).toBe(true);
     const env = Object.fromEntries(ctr.env.map((e) => [e.name, e.value]));
@@ -147,7 +148,7 @@ describe("Pending", () => {
     );
     expect(res.status.containers?.map((c) => c.containerName)).toEqual(["sidecar"]);
     expect(specOf(commitJobOf(res.children)).template.spec.containers[0]?.args.slice(2)).toEqual([
-      expect.stringMatching(/^sidecar:registry\.example\.com\/snapshots\/p1-sidecar:snap-/),
+      expect.stringMatching(/^sidecar:registry\.example\.com\/snapshots\/sandboxes\/p1\/sidecar:snap-/),
     ]);
   });
 
@@ -264,7 +265,7 @@ describe("Committing", () => {
     expect(again.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 
-  it("records digests from the commit pod's termination message, keeping the finished Job until Succeed is recorded", () => {
+  it("records digests from the commit pod's termination message once the registry backs them, keeping the finished Job until Succeed is recorded", () => {
     const status = committingStatus();
     const image = status.containers?.[0]?.imageUri ?? "";
     const message = JSON.stringify({ containers: [{ name: "sandbox", image, digest: DIGEST_A, sizeBytes: 12345 }], freezeMillis: 87 });
@@ -275,9 +276,11 @@ describe("Committing", () => {
         batchSandboxes: [batchSandbox("sbx")],
       }),
       t1,
+      { images: registryHolds(status, { sandbox: DIGEST_A }) },
     );
     expect(res.status.phase).toBe("Succeed");
-    expect(res.status.containers?.[0]).toMatchObject({ containerName: "sandbox", imageUri: image, imageDigest: DIGEST_A, sizeBytes: 12345 });
+    // Pinned by digest: a later push to the tag never changes what a resume runs.
+    expect(res.status.containers?.[0]).toMatchObject({ containerName: "sandbox", imageUri: `${image}@${DIGEST_A}`, imageDigest: DIGEST_A, sizeBytes: 12345 });
     expect(res.status.freezeMillis).toBe(87);
     expect(res.status.completionTime).toBe("2026-11-29T10:00:07Z");
     expect(res.status.conditions?.find((c) => c.type === "Ready")).toMatchObject({ status: "True", reason: "Succeeded" });
@@ -299,8 +302,9 @@ describe("Committing", () => {
     const image = status.containers?.[0]?.imageUri ?? "";
     const message = JSON.stringify({ containers: [{ name: "sandbox", image, digest: DIGEST_A }] });
     const world = { jobs: [job("snap1-commit", "succeeded")], pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] };
-    const first = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t0);
-    const stale = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t1);
+    const images = { images: registryHolds(status, { sandbox: DIGEST_A }) };
+    const first = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t0, images);
+    const stale = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t1, images);
     expect(stale.status.phase).toBe("Succeed");
     expect(stale.children.map((c) => c.metadata.name)).toEqual(first.children.map((c) => c.metadata.name));
   });
@@ -313,7 +317,7 @@ describe("Committing", () => {
   });
 
   it.each([
-    ["not JSON (log tail)", "panic: something broke", "CommitResultInvalid"],
+    ["not JSON (log tail) and nothing of ours at the tag", "panic: something broke", "CommitResultMissing"],
     ["no digest for a container", JSON.stringify({ containers: [] }), "CommitResultInvalid"],
     ["an error result", JSON.stringify({ error: "push failed" }), "CommitFailed"],
   ])("fails when a succeeded Job's result is %s", (_n, message, reason) => {
@@ -323,6 +327,8 @@ describe("Committing", () => {
         jobs: [job("snap1-commit", "succeeded")],
         pods: [jobPod("snap1-commit", "Succeeded", message)],
       }),
+      t0,
+      { images: registryHolds(status, {}) },
     );
     expect(res.status.phase).toBe("Failed");
     expect(res.status.conditions?.find((c) => c.type === "Failed")?.reason).toBe(reason);
