@@ -171,7 +171,9 @@ describe.skipIf(missing)("agent-sandbox Sandbox: snapshot → Suspended → resu
     // Resume: the snapshot image in the pod template, operatingMode Running.
     const paused = await getSnapshot(e.cluster, NS, "asb-pause");
     const image = paused?.status?.containers?.find((c) => c.containerName === "main")?.imageUri ?? "";
-    expect(image).toBe(imageRef);
+    // status pins the image by its digest (repo:tag@sha256:…), so a later push to the tag cannot change a resume
+    expect(image.startsWith(`${imageRef}@sha256:`), image).toBe(true);
+    expect(image).toMatch(/@sha256:[0-9a-f]{64}$/);
     await e.cluster.apply([sandboxObject(NS, "asb", [{ name: "main", image }])]);
     const resumed = await getSandbox(e.cluster, NS, "asb");
     expect(resumed.spec.operatingMode).toBe("Running");
