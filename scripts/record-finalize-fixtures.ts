@@ -5,6 +5,7 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import type { SandboxSnapshotStatus, SyncRequest } from "../src/api/types.js";
 import type { TargetResult } from "../src/reconcile/cleanup.js";
+import type { FinalizeLookups } from "../src/reconcile/finalize.js";
 import { sync } from "../src/reconcile/sync.js";
 import { FINALIZE_FIXTURES, replayFinalize, type FinalizeFixture } from "../test/support/finalize-fixtures.js";
 import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
@@ -18,9 +19,9 @@ const at = (seconds: number): Date => new Date(t0.getTime() + seconds * 1000);
 mkdirSync(FINALIZE_FIXTURES, { recursive: true });
 for (const f of readdirSync(FINALIZE_FIXTURES)) if (f.endsWith(".json")) rmSync(new URL(f, FINALIZE_FIXTURES));
 
-function write(name: string, description: string, req: SyncRequest, now: Date, registry: TargetResult[] = []): FinalizeFixture {
-  const { response } = replayFinalize(req, cfg, now, registry);
-  const fx: FinalizeFixture = { hook: "finalize", description, now: now.toISOString(), request: req, registry, response };
+function write(name: string, description: string, req: SyncRequest, now: Date, registry: TargetResult[] = [], lookups?: FinalizeLookups): FinalizeFixture {
+  const { response } = replayFinalize(req, cfg, now, registry, lookups);
+  const fx: FinalizeFixture = { hook: "finalize", description, now: now.toISOString(), request: req, registry, ...(lookups !== undefined ? { lookups } : {}), response };
   writeFileSync(new URL(`${name}.json`, FINALIZE_FIXTURES), JSON.stringify(fx, null, 2) + "\n");
   return fx;
 }
@@ -78,22 +79,24 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
 write(
   "in-flight-commit-stopped",
   "The stopped commit left the source containers possibly frozen: an unpause Job runs; the images pushed so far (no digest recorded) are looked up by tag and deleted because they carry this snapshot's UID.",
-  fin(request(deleting(committing), { pods: [sandboxPod] })),
+  fin(request(deleting(committing), {})),
   t0,
   [
     { ref: SANDBOX_URI, outcome: "deleted", digest: DIGEST_A },
     { ref: SIDECAR_URI, outcome: "not-found" },
   ],
+  { sourcePod: sandboxPod },
 );
 write(
   "source-pod-gone",
-  "The commit was stopped and the source pod is gone: nothing is frozen, no unpause Job; the registry is cleaned up and the snapshot finalized.",
+  "The commit was stopped and a fresh read shows the source pod gone: nothing is frozen, no unpause Job; the registry is cleaned up, and the next call (over the stored status) finalizes.",
   fin(request(deleting(committing), {})),
   t0,
   [
     { ref: SANDBOX_URI, outcome: "not-found" },
     { ref: SIDECAR_URI, outcome: "not-found" },
   ],
+  { sourcePod: null },
 );
 
 // ---- deletion policy --------------------------------------------------------------------------
@@ -238,6 +241,7 @@ write(
     { ref: SANDBOX_URI, outcome: "deleted", digest: DIGEST_A },
     { ref: SIDECAR_URI, outcome: "not-found" },
   ],
+  { sourcePod: null },
 );
 write(
   "missing-digest-foreign",
@@ -248,5 +252,6 @@ write(
     { ref: SANDBOX_URI, outcome: "foreign", digest: DIGEST_D },
     { ref: SIDECAR_URI, outcome: "not-found" },
   ],
+  { sourcePod: null },
 );
 process.stdout.write(`finalize fixtures recorded in ${FINALIZE_FIXTURES.pathname}\n`);

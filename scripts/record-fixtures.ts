@@ -6,10 +6,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import type { SyncRequest } from "../src/api/types.js";
 import type { SyncLookups } from "../src/reconcile/sync.js";
 import { customize } from "../src/reconcile/customize.js";
-import { finalize } from "../src/reconcile/finalize.js";
+import { finalize, type FinalizeLookups } from "../src/reconcile/finalize.js";
 import { sync } from "../src/reconcile/sync.js";
-import { DIGEST_A, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
-import { agentSandbox, sandboxPod, sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
+import { DIGEST_A, batchSandbox, cfg, job, jobPod, registryHolds, sandboxPod, request, snapshot, t0, withStatus, type KeyStyle } from "../test/support/fixtures.js";
+import { agentSandbox, sandboxPod as agentSandboxPod, sandboxRequest, sandboxSnapshot } from "../test/support/agent-sandbox-fixtures.js";
 
 const dir = new URL("../hooks/fixtures/", import.meta.url);
 mkdirSync(dir, { recursive: true });
@@ -18,7 +18,7 @@ function write(name: string, body: object): void {
   writeFileSync(new URL(`${name}.json`, dir), JSON.stringify(body, null, 2) + "\n");
 }
 
-const sandboxWorld = { pods: [pod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx", { allocPods: ["sbx-0"] })] };
+const sandboxWorld = { pods: [sandboxPod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx", { allocPods: ["sbx-0"] })] };
 
 for (const style of ["v1", "v2"] as KeyStyle[]) {
   // lookups: what the shell read before the call (the registry for a finished commit), if anything.
@@ -57,12 +57,13 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
   const succeeded = sync(commitWorld("succeeded", JSON.stringify(result)), cfg, t0, inRegistry).status;
   syncCase("succeed", withStatus(request(snapshot(), { style }), succeeded));
 
-  const finalizeCase = (name: string, req: SyncRequest): void => {
-    write(`finalize-${name}-${style}`, { hook: "finalize", now: t0.toISOString(), request: req, response: finalize(req, cfg, t0) });
+  const finalizeCase = (name: string, req: SyncRequest, lookups?: FinalizeLookups): void => {
+    write(`finalize-${name}-${style}`, { hook: "finalize", now: t0.toISOString(), request: req, ...(lookups ? { lookups } : {}), response: finalize(req, cfg, t0, undefined, lookups) });
   };
   finalizeCase(
     "committing-pod-gone",
     { ...request(snapshot({ sandboxName: "sbx" }, { status: committing, deleting: "2026-11-29T10:00:04Z" }), { style, jobs: [job("snap1-commit", "running")] }), finalizing: true },
+    { sourcePod: null },
   );
   finalizeCase(
     "succeed-no-children",
@@ -82,10 +83,10 @@ for (const style of ["v1", "v2"] as KeyStyle[]) {
   const owned = sandboxSnapshot("asb", { owned: true });
   syncCase(
     "pending-agent-sandbox-annotated-pod",
-    sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb", { podName: "pool-abc12" })], pods: [sandboxPod("pool-abc12"), sandboxPod("asb", "none")] }),
+    sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb", { podName: "pool-abc12" })], pods: [agentSandboxPod("pool-abc12"), agentSandboxPod("asb", "none")] }),
   );
   syncCase("pending-agent-sandbox-suspended", sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb", { operatingMode: "Suspended" })] }));
-  syncCase("pending-agent-sandbox-pod-not-owned", sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb")], pods: [sandboxPod("asb", "other-uid")] }));
+  syncCase("pending-agent-sandbox-pod-not-owned", sandboxRequest(owned, { style, sandboxes: [agentSandbox("asb")], pods: [agentSandboxPod("asb", "other-uid")] }));
 }
 const asbParent = sandboxSnapshot("asb", { owned: true });
 const asbShell = { version: cfg.agentSandboxVersion, annotatedPod: "pool-abc12" };

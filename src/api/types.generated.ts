@@ -172,6 +172,20 @@ export interface SandboxSnapshotStatus {
    */
   sourceNodeName?: string;
   /**
+   * UID of the source pod, recorded with sourcePodName and sourceNodeName when the commit Job is created. The unpause decision after a failed or stopped commit compares a fresh read of the pod with it, so a pod re-created under the same name is never mistaken for the frozen one.
+   */
+  sourcePodUID?: string;
+  /**
+   * The commit Job as the controller observed it. Once recorded, the Job's disappearance (or a Job with another UID) ends the commit as Failed; it is never created a second time.
+   */
+  commitJob?: {
+    /**
+     * UID of the commit Job, recorded the first time the Job is observed.
+     */
+    uid?: string;
+    [k: string]: unknown;
+  };
+  /**
    * One entry per captured container.
    */
   containers?: ContainerSnapshot[];
@@ -319,11 +333,15 @@ export interface Job {
     active?: number;
     succeeded?: number;
     failed?: number;
+    terminating?: number;
+    startTime?: string;
+    completionTime?: string;
     conditions?: {
       type: string;
       status: string;
       reason?: string;
       message?: string;
+      lastTransitionTime?: string;
       [k: string]: unknown;
     }[];
     [k: string]: unknown;

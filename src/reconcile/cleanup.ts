@@ -8,7 +8,7 @@ import { isDigest, parseImageReference, ReferenceError } from "../registry/refer
 import { formatTime } from "./conditions.js";
 import { truncate } from "./commit-result.js";
 import { commitJobName } from "./names.js";
-import { findByName, jobState, observe, podIsActive, podsOfJob } from "./observe.js";
+import { findByName, jobState, observe, podIsActive, trustedJobPods } from "./observe.js";
 import { effectiveDeletionPolicy } from "./policy.js";
 import type { FinalizeCleanup } from "./finalize.js";
 
@@ -105,10 +105,13 @@ function secondsUntil(t: number, now: Date): number {
 }
 
 /** True while the commit Job runs or a commit pod is active: the committer may still push a manifest. */
-function commitInFlight(req: SyncRequest): boolean {
+function commitInFlight(req: SyncRequest, now: Date): boolean {
   const name = commitJobName(req.parent.metadata.name ?? "");
   const observed = observe(req);
-  return jobState(findByName(observed.jobs, name)) === "running" || podsOfJob(observed.pods, name).some(podIsActive);
+  const job = findByName(observed.jobs, name);
+  // Only pods the Job controls count (src/reconcile/observe.ts): a planted pod cannot hold clean-up up.
+  const uid = req.parent.status?.commitJob?.uid ?? job?.metadata.uid;
+  return jobState(job) === "running" || trustedJobPods(observed.pods, name, uid).pods.some((p) => podIsActive(p, now));
 }
 
 /** What the finalize hook should do about the registry in this call. */
@@ -120,7 +123,7 @@ export function planCleanup(req: SyncRequest, cfg: ControllerConfig, now: Date):
 
   const deadline = cleanupDeadline(req, cfg);
   const pastDeadline = deadline !== undefined && now.getTime() > deadline.getTime();
-  if (commitInFlight(req) && !pastDeadline) {
+  if (commitInFlight(req, now) && !pastDeadline) {
     return { action: "wait", reason: "commit-in-flight", cleanup: stored, resyncAfterSeconds: COMMIT_IN_FLIGHT_RESYNC_SECONDS };
   }
   const next = Date.parse(stored?.nextAttemptTime ?? "");

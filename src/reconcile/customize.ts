@@ -1,9 +1,15 @@
 // The customize hook: which objects Metacontroller should send with each sync (DESIGN.md lifecycle
 // step 1). Its answer is cached per (snapshot UID, generation), so it depends on name and spec only
 // (plus the BatchSandbox's alloc-status pod names, read once by the shell).
+//
+// Only objects by name are related, never by label: anyone who may create pods in the namespace can
+// set any label, and enough labelled pods would push every sync request past the body limit. Pods
+// found by label (the BatchSandbox's, the Jobs') are read by the shell's bounded direct look-ups
+// instead (src/server/lookups.ts), and only the ones their controller owns count.
 import type { CustomizeRequest, CustomizeResponse, RelatedResourceRule } from "../api/types.js";
 import { DEFAULT_AGENT_SANDBOX_VERSION, agentSandboxRelatedRules, agentSandboxSourceName } from "./agent-sandbox.js";
-import { API_VERSION, BATCH_SANDBOX_RESOURCE, LABEL_BATCH_SANDBOX, LABEL_JOB_NAME, commitJobName, unpauseJobName } from "./names.js";
+import { API_VERSION, BATCH_SANDBOX_RESOURCE } from "./names.js";
+import { MAX_CANDIDATE_NAMES } from "./source.js";
 
 /** Name of the BatchSandbox the shell should read for its alloc-status pods, if any. */
 export function customizeLookup(req: CustomizeRequest): string | undefined {
@@ -31,25 +37,18 @@ export function customize(
   // while after the phase changed; relating a few more objects then is harmless.)
   if (snap.status?.phase === "Succeed") return { relatedResources: [] };
   const ns = snap.metadata.namespace;
-  const name = snap.metadata.name ?? "";
+  // Name rules keep the namespace: without it they match objects of that name in every namespace.
   const inNs = ns !== undefined ? { namespace: ns } : {};
   const rules: RelatedResourceRule[] = [];
   const pods = (names: string[]): void => {
     const unique = [...new Set(names)].filter((n) => n !== "");
     if (unique.length > 0) rules.push({ apiVersion: "v1", resource: "pods", ...inNs, names: unique });
   };
-  // Metacontroller refuses a rule with both labelSelector and namespace/names; it lists label-selected
-  // objects in the parent's namespace by itself. Name rules keep the namespace: without it they match
-  // objects of that name in every namespace.
-  const podsLabelled = (key: string, value: string): void => {
-    rules.push({ apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { [key]: value } } });
-  };
 
   const sandbox = snap.spec.sandboxName;
   if (sandbox !== undefined) {
     rules.push({ apiVersion: API_VERSION, resource: BATCH_SANDBOX_RESOURCE, ...inNs, names: [sandbox] });
-    pods([...allocPods, `${sandbox}-0`]);
-    podsLabelled(LABEL_BATCH_SANDBOX, sandbox);
+    pods([...allocPods.slice(0, MAX_CANDIDATE_NAMES), `${sandbox}-0`]);
   } else if (snap.spec.podName !== undefined) {
     pods([snap.spec.podName]);
   } else {
@@ -61,7 +60,5 @@ export function customize(
   if (owner !== undefined && owner.name !== sandbox) {
     rules.push({ apiVersion: API_VERSION, resource: BATCH_SANDBOX_RESOURCE, ...inNs, names: [owner.name] });
   }
-  podsLabelled(LABEL_JOB_NAME, commitJobName(name));
-  podsLabelled(LABEL_JOB_NAME, unpauseJobName(name));
   return { relatedResources: rules };
 }

@@ -11,7 +11,8 @@ import { isDigest, parseImageReference } from "../registry/reference.js";
 import { parseCommitResult, terminationMessage, truncate, type CommitResult } from "./commit-result.js";
 import { findCondition, formatTime, setCondition } from "./conditions.js";
 import { commitJobName } from "./names.js";
-import { findByName, jobState, observe, podsOfJob } from "./observe.js";
+import { findByName, jobState, mergeByName, observe, trustedJobPods } from "./observe.js";
+import type { SyncLookups } from "./sync.js";
 
 /** One container's image to read. */
 export interface ImageCheck {
@@ -59,14 +60,21 @@ export const RECHECK_RETRY_SECONDS = 300;
 
 const containerNames = (status: SandboxSnapshotStatus | undefined): string[] => (status?.containers ?? []).map((c) => c.containerName);
 
-/** The commit pod's result, read the same way sync reads it. */
-export function commitResultOf(req: SyncRequest): CommitResult | undefined {
+/**
+ * The commit pod's result, read the way sync reads it: only from a pod the commit Job controls (the
+ * Job recorded in status, else the observed one), among the related pods and those the look-ups
+ * listed. A finished Job without such a pod counts as a missing result, which the registry may still
+ * witness.
+ */
+export function commitResultOf(req: SyncRequest, lookups: Pick<SyncLookups, "commitPods"> = {}): CommitResult | undefined {
   const jobName = commitJobName(req.parent.metadata.name ?? "");
   const observed = observe(req);
-  if (jobState(findByName(observed.jobs, jobName)) !== "succeeded") return undefined;
-  const pods = podsOfJob(observed.pods, jobName);
+  const job = findByName(observed.jobs, jobName);
+  if (jobState(job) !== "succeeded") return undefined;
+  const uid = req.parent.status?.commitJob?.uid ?? job?.metadata.uid;
+  const pods = trustedJobPods(mergeByName(observed.pods, lookups.commitPods ?? []), jobName, uid, job).pods;
   const pod = pods.find((p) => p.status?.phase === "Succeeded") ?? pods[0];
-  if (pod === undefined) return undefined;
+  if (pod === undefined) return { kind: "missing" };
   return parseCommitResult(terminationMessage(pod), containerNames(req.parent.status));
 }
 
@@ -81,10 +89,10 @@ function parsed(imageUri: string | undefined): { registry: string; repository: s
 }
 
 /** Whether (and which) images the shell must read before this sync; undefined = none. */
-export function planImageChecks(req: SyncRequest, cfg: ControllerConfig, now: Date): ImageCheckPlan | undefined {
+export function planImageChecks(req: SyncRequest, cfg: ControllerConfig, now: Date, lookups: Pick<SyncLookups, "commitPods"> = {}): ImageCheckPlan | undefined {
   const status = req.parent.status;
   if (status?.phase === "Committing") {
-    const result = commitResultOf(req);
+    const result = commitResultOf(req, lookups);
     if (result === undefined || result.kind === "error") return undefined;
     const claims = new Map(result.kind === "success" ? result.containers.map((c) => [c.name, c.digest]) : []);
     const checks: ImageCheck[] = [];

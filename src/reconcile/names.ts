@@ -14,6 +14,9 @@ export const LABEL_PRIVILEGED = `${GROUP}/privileged-node-access`;
 export const LABEL_BATCH_SANDBOX = `batch-sandbox.${GROUP}/name`;
 export const LABEL_JOB_NAME = "job-name";
 export const LABEL_JOB_NAME_NEW = "batch.kubernetes.io/job-name";
+/** Set by the Job controller on its pods; the Job's generated selector uses the second form. */
+export const LABEL_CONTROLLER_UID = "controller-uid";
+export const LABEL_CONTROLLER_UID_NEW = "batch.kubernetes.io/controller-uid";
 export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
 export const LABEL_COMPONENT = "app.kubernetes.io/component";
 export const MANAGED_BY = "sandbox-snapshot-controller";

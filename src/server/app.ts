@@ -5,7 +5,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { pino, type Logger } from "pino";
-import type { SandboxSnapshot, SandboxSnapshotStatus, SyncRequest, SyncResponse } from "../api/types.js";
+import type { SandboxSnapshot, SyncRequest, SyncResponse } from "../api/types.js";
 import {
   relatedPodIssues,
   validateCustomizeRequest,
@@ -15,18 +15,17 @@ import {
   type ValidationIssue,
 } from "../api/validate.js";
 import type { ControllerConfig } from "../config/config.js";
-import { findCondition } from "../reconcile/conditions.js";
 import { annotatedPodName, customizeAgentSandboxLookup } from "../reconcile/agent-sandbox.js";
 import { customize, customizeLookup, type AgentSandboxCustomize } from "../reconcile/customize.js";
+import { decideFinalize, planFinalizeLookups, type FinalizeCleanup } from "../reconcile/finalize.js";
 import { planImageChecks } from "../reconcile/image-check.js";
-import { finalize, type FinalizeCleanup } from "../reconcile/finalize.js";
+import type { Ignored } from "../reconcile/observe.js";
 import { allocStatus } from "../reconcile/source.js";
-import { planSyncLookups, sync } from "../reconcile/sync.js";
-import { cleanupEvent } from "./cleanup-runner.js";
+import { decideSync, planSyncLookups, type Decided } from "../reconcile/sync.js";
 import { eventObject, type SnapshotEvent } from "./events.js";
 import type { ImageVerifier } from "./image-verifier.js";
 import { describeKubeError, type KubeAccess } from "./kube.js";
-import { performSyncLookups } from "./lookups.js";
+import { performSyncLookups, plansLookups } from "./lookups.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 
 /**
@@ -73,34 +72,20 @@ function snapshotRef(snap: SandboxSnapshot): string {
   return `${snap.metadata.namespace ?? ""}/${snap.metadata.name ?? ""}`;
 }
 
-function transitionEvent(prev: SandboxSnapshotStatus | undefined, next: SandboxSnapshotStatus): SnapshotEvent | undefined {
-  const from = prev?.phase;
-  const to = next.phase;
-  if (to === undefined || from === to) {
-    const resumed = findCondition(next.conditions, "ContainersResumed");
-    const before = findCondition(prev?.conditions, "ContainersResumed");
-    if (resumed && resumed.status !== "Unknown" && before?.status !== resumed.status) {
-      return {
-        transition: `resumed-${resumed.status}`,
-        type: resumed.status === "True" ? "Normal" : "Warning",
-        reason: resumed.reason ?? "ContainersResumed",
-        message: resumed.message ?? "",
-      };
+/** Remembers what was reported, so each ignored object is logged and counted once (bounded memory). */
+class OnceSet {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+  /** True the first time `key` is added. */
+  add(key: string): boolean {
+    if (this.seen.has(key)) return false;
+    if (this.seen.size >= this.max) {
+      const oldest = this.seen.values().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
     }
-    return undefined;
+    this.seen.add(key);
+    return true;
   }
-  if (to === "Pending") return undefined;
-  if (to === "Failed") {
-    const f = findCondition(next.conditions, "Failed");
-    return { transition: "failed", type: "Warning", reason: f?.reason ?? "Failed", message: f?.message ?? "snapshot failed" };
-  }
-  if (to === "Succeed") return { transition: "succeed", type: "Normal", reason: "Succeeded", message: "snapshot images pushed" };
-  return {
-    transition: "committing",
-    type: "Normal",
-    reason: "Committing",
-    message: `committing pod ${next.sourcePodName ?? ""} on node ${next.sourceNodeName ?? ""}`,
-  };
 }
 
 export function createHookApp(deps: ServerDeps): express.Express {
@@ -114,17 +99,27 @@ export function createHookApp(deps: ServerDeps): express.Express {
     ready = v;
   };
 
-  const emit = (snap: SandboxSnapshot, ev: SnapshotEvent | undefined, log: Logger): void => {
-    if (!ev || !deps.kube) return;
+  const emit = (snap: SandboxSnapshot, ev: SnapshotEvent, log: Logger): void => {
+    if (!deps.kube) return;
     deps.kube.createEvent(snap.metadata.namespace ?? "", eventObject(snap, ev, clock())).catch((err: unknown) => {
       metrics.eventFailures.inc();
       log.warn({ err: describeKubeError(err), reason: ev.reason }, "could not create Event");
     });
   };
 
-  const observe = (snap: SandboxSnapshot, res: SyncResponse, log: Logger): void => {
+  const reported = new OnceSet(10_000);
+  const reportIgnored = (snap: SandboxSnapshot, ignored: readonly Ignored[], log: Logger): void => {
+    for (const i of ignored) {
+      if (!reported.add(`${snap.metadata.namespace ?? ""}/${i.kind}/${i.name}/${i.uid ?? ""}/${snap.metadata.uid ?? ""}`)) continue;
+      metrics.ignoredObjects.inc({ kind: i.kind });
+      log.warn({ snapshot: snapshotRef(snap), kind: i.kind, name: i.name, uid: i.uid, reason: i.reason }, "ignored an object that is not controlled by this snapshot's source or Job");
+    }
+  };
+
+  /** The act step: metrics, logs and the Events the core decided on. */
+  const act = (snap: SandboxSnapshot, decided: Decided, log: Logger): void => {
     const prev = snap.status;
-    const next = res.status;
+    const next = decided.response.status;
     if (prev?.phase !== next.phase && next.phase !== undefined) {
       metrics.phaseTransitions.inc({ from: prev?.phase ?? "none", to: next.phase });
       log.info({ snapshot: snapshotRef(snap), from: prev?.phase ?? "none", to: next.phase }, "phase changed");
@@ -133,7 +128,8 @@ export function createHookApp(deps: ServerDeps): express.Express {
         for (const c of next.containers ?? []) if (c.sizeBytes !== undefined) metrics.snapshotSizeBytes.observe(c.sizeBytes);
       }
     }
-    emit(snap, transitionEvent(prev, next), log);
+    for (const ev of decided.events) emit(snap, ev, log);
+    reportIgnored(snap, decided.ignored, log);
   };
 
   const checked = (res: SyncResponse): SyncResponse => {
@@ -143,28 +139,32 @@ export function createHookApp(deps: ServerDeps): express.Express {
   };
 
   const handlers: Record<Hook, (body: unknown, log: Logger) => Promise<unknown>> = {
+    // gather (bounded look-ups the core planned) → decide (pure) → act (answer, Events, metrics).
     sync: async (body, log) => {
       const req = syncRequest(body, "sync");
       const plan = planSyncLookups(req, config);
       const now = clock();
-      // The registry is the witness of a commit (src/reconcile/image-check.ts): read it first.
-      const imagePlan = deps.verifier ? planImageChecks(req, config, now) : undefined;
-      const [lookups, images] = await Promise.all([
-        plan.source || plan.pushSecret !== undefined ? performSyncLookups(plan, req.parent, deps.kube) : {},
-        imagePlan && deps.verifier ? deps.verifier(imagePlan, log) : undefined,
-      ]);
-      const res = checked(sync(req, config, now, images ? { ...lookups, images } : lookups));
-      observe(req.parent, res, log);
+      const lookups = plansLookups(plan) ? await performSyncLookups(plan, req.parent, deps.kube) : {};
+      // The registry is the witness of a commit (src/reconcile/image-check.ts): read it before deciding,
+      // from the commit pods the look-ups found.
+      const imagePlan = deps.verifier ? planImageChecks(req, config, now, lookups) : undefined;
+      const images = imagePlan && deps.verifier ? await deps.verifier(imagePlan, log) : undefined;
+      const decided = decideSync(req, config, now, images ? { ...lookups, images } : lookups);
+      const res = checked(decided.response);
+      act(req.parent, decided, log);
       return res;
     },
     finalize: async (body, log) => {
       const req = syncRequest(body, "finalize");
       const now = clock();
-      const cleanup = deps.cleanup ? await deps.cleanup(req, now, log, metrics) : undefined;
-      const res = checked(finalize(req, config, now, cleanup));
-      // The unpause of a commit stopped by the deletion (ContainersResumed) and the clean-up outcome.
-      emit(req.parent, transitionEvent(req.parent.status, res.status), log);
-      emit(req.parent, cleanupEvent(req.parent.status, res.status), log);
+      const plan = { source: false, pushSecret: undefined, ...planFinalizeLookups(req) };
+      const [cleanup, lookups] = await Promise.all([
+        deps.cleanup ? deps.cleanup(req, now, log, metrics) : Promise.resolve(undefined),
+        plansLookups(plan) ? performSyncLookups(plan, req.parent, deps.kube) : Promise.resolve({}),
+      ]);
+      const decided = decideFinalize(req, config, now, cleanup, lookups);
+      const res = checked(decided.response);
+      act(req.parent, decided, log);
       if (res.finalized === true) log.info({ snapshot: snapshotRef(req.parent) }, "finalized");
       return res;
     },

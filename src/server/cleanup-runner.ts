@@ -3,7 +3,7 @@
 // controller-wide docker config (REGISTRY_CLEANUP_DOCKER_CONFIG), read once at start-up and never
 // logged. The runner never throws: whatever goes wrong is retried later through the stored status.
 import type { Logger } from "pino";
-import type { CleanupStatus, SandboxSnapshot, SandboxSnapshotStatus, SyncRequest } from "../api/types.js";
+import type { SandboxSnapshot, SyncRequest } from "../api/types.js";
 import { ConfigError, type ControllerConfig } from "../config/config.js";
 import {
   type CleanupFold,
@@ -27,7 +27,6 @@ import {
   type RetryPolicy,
   Scrubber,
 } from "../registry/index.js";
-import type { SnapshotEvent } from "./events.js";
 import { describeKubeError } from "./kube.js";
 import type { Metrics } from "./metrics.js";
 
@@ -276,19 +275,5 @@ async function vouch(req: SyncRequest, kube: SnapshotWitness): Promise<string | 
   return witnessProblem(req, stored);
 }
 
-/** The Event for a clean-up outcome reached in this call (Done or Abandoned), if any. */
-export function cleanupEvent(prev: SandboxSnapshotStatus | undefined, next: SandboxSnapshotStatus): SnapshotEvent | undefined {
-  const before: CleanupStatus["state"] = prev?.cleanup?.state;
-  const after = next.cleanup?.state;
-  if (after === before || after === undefined || after === "Pending") return undefined;
-  const n = next.cleanup?.deletedDigests?.length ?? 0;
-  if (after === "Done") {
-    return { transition: "cleanup-done", type: "Normal", reason: "RegistryCleanupDone", message: `registry clean-up done: ${n} manifest(s) deleted or already gone` };
-  }
-  return {
-    transition: "cleanup-abandoned",
-    type: "Warning",
-    reason: "RegistryCleanupAbandoned",
-    message: `registry clean-up abandoned after ${n} manifest(s) deleted: ${next.cleanup?.lastError ?? "no reason recorded"}`,
-  };
-}
+// Decided in the pure core with the other Events; re-exported for callers of this module.
+export { cleanupEvent } from "../reconcile/events.js";

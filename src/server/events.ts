@@ -4,13 +4,9 @@ import { createHash } from "node:crypto";
 import type { SandboxSnapshot } from "../api/types.js";
 import { API_VERSION, MANAGED_BY } from "../reconcile/names.js";
 import { formatTime } from "../reconcile/conditions.js";
+import type { SnapshotEvent } from "../reconcile/events.js";
 
-export interface SnapshotEvent {
-  transition: string;
-  type: "Normal" | "Warning";
-  reason: string;
-  message: string;
-}
+export type { SnapshotEvent } from "../reconcile/events.js";
 
 export function eventName(snap: SandboxSnapshot, transition: string): string {
   const uid = snap.metadata.uid ?? "";

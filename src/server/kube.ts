@@ -1,6 +1,7 @@
 // The hook server's few, time-bounded Kubernetes API calls: GET a BatchSandbox or an agent-sandbox
-// Sandbox, GET a Pod, check that a Secret exists, create an Event. Without in-cluster credentials or KUBECONFIG there is no API
-// access; callers degrade (logged once at start-up).
+// Sandbox, GET a Pod, list pods by a label selector and Events of one object (both in bounded pages),
+// check that a Secret exists, create an Event. Without in-cluster credentials or KUBECONFIG there is
+// no API access; callers degrade (logged once at start-up).
 import { existsSync } from "node:fs";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { AgentSandbox, BatchSandbox, Pod, SandboxSnapshot } from "../api/types.js";
@@ -16,10 +17,31 @@ export interface KubeAccess {
   /** The SandboxSnapshot as stored (finalize re-reads it before deleting anything). */
   getSandboxSnapshot(namespace: string, name: string): Promise<SandboxSnapshot | undefined>;
   secretExists(namespace: string, name: string): Promise<boolean>;
+  /** Pods matching a label selector: at most `pageSize` × `pages` of them (the first ones by name). */
+  listPods(namespace: string, labelSelector: string, bound?: ListBound): Promise<Pod[]>;
+  /** Events matching a field selector (e.g. involvedObject.uid=…), bounded the same way. */
+  listEvents(namespace: string, fieldSelector: string, bound?: ListBound): Promise<KubeEvent[]>;
   createEvent(namespace: string, event: Record<string, unknown>): Promise<"created" | "exists">;
 }
 
 export const KUBE_TIMEOUT_MS = 2000;
+
+/** How much one list look-up may read: pages of pageSize objects, at most `pages` of them. */
+export interface ListBound {
+  pageSize: number;
+  pages: number;
+}
+export const DEFAULT_LIST_BOUND: ListBound = { pageSize: 50, pages: 4 };
+
+/** The fields of a core/v1 Event the hooks read. */
+export interface KubeEvent {
+  type?: string;
+  reason?: string;
+  message?: string;
+  lastTimestamp?: string | Date;
+  eventTime?: string | Date;
+  metadata?: { creationTimestamp?: string | Date };
+}
 
 export class KubeTimeoutError extends Error {
   constructor(what: string, ms: number) {
@@ -64,6 +86,19 @@ async function orUndefinedOn404<T>(call: () => Promise<T>): Promise<T | undefine
     if (statusCode(err) === 404) return undefined;
     throw err;
   }
+}
+
+/** Reads pages until the list ends or the bound is reached; never more than pageSize × pages items. */
+export async function paged<T>(bound: ListBound, page: (limit: number, cont: string | undefined) => Promise<{ items: T[]; cont: string | undefined }>): Promise<T[]> {
+  const out: T[] = [];
+  let cont: string | undefined;
+  for (let i = 0; i < bound.pages; i++) {
+    const p = await page(bound.pageSize, cont);
+    out.push(...p.items.slice(0, bound.pageSize));
+    cont = p.cont;
+    if (cont === undefined || cont === "") break;
+  }
+  return out;
 }
 
 /** Loads in-cluster credentials or KUBECONFIG; undefined when neither is available. */
@@ -131,6 +166,20 @@ export function createKubeAccess(kc: KubeConfig, timeoutMs = KUBE_TIMEOUT_MS): K
         });
         return found === true;
       }),
+    listPods: (namespace, labelSelector, bound = DEFAULT_LIST_BOUND) =>
+      bounded(`list Pods in ${namespace} (${labelSelector})`, timeoutMs, () =>
+        paged(bound, async (limit, cont) => {
+          const page = await core.listNamespacedPod({ namespace, labelSelector, limit, ...(cont !== undefined ? { _continue: cont } : {}) });
+          return { items: page.items as unknown as Pod[], cont: page.metadata?._continue };
+        }),
+      ),
+    listEvents: (namespace, fieldSelector, bound = DEFAULT_LIST_BOUND) =>
+      bounded(`list Events in ${namespace} (${fieldSelector})`, timeoutMs, () =>
+        paged(bound, async (limit, cont) => {
+          const page = await core.listNamespacedEvent({ namespace, fieldSelector, limit, ...(cont !== undefined ? { _continue: cont } : {}) });
+          return { items: page.items as unknown as KubeEvent[], cont: page.metadata?._continue };
+        }),
+      ),
     createEvent: (namespace, event) =>
       bounded(`create Event in ${namespace}`, timeoutMs, async () => {
         try {

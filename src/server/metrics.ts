@@ -11,6 +11,7 @@ export interface Metrics {
   cleanupOutcomes: Counter<"outcome">;
   cleanupAbandoned: Counter<"reason">;
   eventFailures: Counter;
+  ignoredObjects: Counter<"kind">;
 }
 
 export function createMetrics(): Metrics {
@@ -64,6 +65,12 @@ export function createMetrics(): Metrics {
     eventFailures: new Counter({
       name: "sandbox_snapshot_event_failures_total",
       help: "Kubernetes Events that could not be created (hooks carry on).",
+      registers: [registry],
+    }),
+    ignoredObjects: new Counter({
+      name: "sandbox_snapshot_ignored_objects_total",
+      help: "Objects that claimed to be a snapshot's source or Job pod but are not controlled by it, each counted once (docs/security.md).",
+      labelNames: ["kind"] as const,
       registers: [registry],
     }),
   };

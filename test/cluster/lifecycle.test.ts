@@ -224,7 +224,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     const waiting = await waitForSnapshot(e, ns2, "snap-late", "Pending with a reason", (s) => s.status?.phase === "Pending" && (s.status.conditions?.length ?? 0) > 0);
     expect(JSON.stringify(waiting.status?.conditions)).toMatch(/bs-late|source|wait/i);
 
-    await e.cluster.custom.createNamespacedCustomObject({
+    const late = (await e.cluster.custom.createNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
       namespace: ns2,
@@ -235,10 +235,12 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
         metadata: { name: "bs-late", namespace: ns2 },
         spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: "localhost/test/busybox:1" }] } } },
       },
-    });
+    })) as { metadata: { uid: string } };
+    // OpenSandbox's BatchSandbox controller creates the pod with a controller reference to it.
+    const lateOwner = { apiVersion: `${GROUP}/${VERSION}`, kind: "BatchSandbox", name: "bs-late", uid: late.metadata.uid };
     const id = await runContainer(cd, "bs-late-0", ns2, "sandbox");
     try {
-      await labelPodUid(cd, id, (await createRunningPod(e.cluster, ns2, "bs-late-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-late" }, { sandbox: id })).metadata?.uid);
+      await labelPodUid(cd, id, (await createRunningPod(e.cluster, ns2, "bs-late-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-late" }, { sandbox: id }, lateOwner)).metadata?.uid);
       const job = await waitForJob(e, ns2, "snap-late-commit", 90_000);
       expect(job.spec?.template.spec?.nodeName).toBe(NODE);
       expect(job.spec?.template.spec?.containers[0]?.args?.slice(0, 2)).toEqual(["bs-late-0", ns2]);
@@ -266,7 +268,18 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     })) as { metadata: { uid: string; generation: number } };
     const id = await runContainer(cd, "bs-own-0", ns3, "sandbox");
     try {
-      await labelPodUid(cd, id, (await createRunningPod(e.cluster, ns3, "bs-own-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-own" }, { sandbox: id })).metadata?.uid);
+      await labelPodUid(
+        cd,
+        id,
+        (
+          await createRunningPod(e.cluster, ns3, "bs-own-0", NODE, ["sandbox"], { "batch-sandbox.sandbox.opensandbox.io/name": "bs-own" }, { sandbox: id }, {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: "BatchSandbox",
+            name: "bs-own",
+            uid: bs.metadata.uid,
+          })
+        ).metadata?.uid,
+      );
       const snap = snapshotObject(ns3, "snap-own", { sandboxName: "bs-own" });
       if (snap.metadata) {
         snap.metadata.ownerReferences = [

@@ -97,6 +97,8 @@ const kube: KubeAccess = {
   },
   getSandboxSnapshot: (_ns, name) => (hash(name) % 5 === 0 ? Promise.reject(new Error("timeout")) : Promise.resolve(undefined)),
   secretExists: (_ns, name) => (hash(name) % 4 === 0 ? Promise.reject(new Error("forbidden")) : Promise.resolve(hash(name) % 3 !== 0)),
+  listPods: (_ns, selector) => (hash(selector) % 5 === 0 ? Promise.reject(new Error("timeout")) : Promise.resolve([])),
+  listEvents: () => Promise.resolve([]),
   createEvent: () => Promise.resolve("created"),
 };
 

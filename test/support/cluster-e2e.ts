@@ -242,11 +242,18 @@ export async function createRunningPod(
   containers: string[],
   labels: Record<string, string> = {},
   containerIds: Record<string, string> = {},
+  /** The controller that created the pod (OpenSandbox's BatchSandbox controller sets one on its pods). */
+  controller?: { apiVersion: string; kind: string; name: string; uid: string },
 ): Promise<V1Pod> {
   await c.core.createNamespacedPod({
     namespace,
     body: plain({
-      metadata: { name, namespace, labels },
+      metadata: {
+        name,
+        namespace,
+        labels,
+        ...(controller !== undefined ? { ownerReferences: [{ ...controller, controller: true, blockOwnerDeletion: true }] } : {}),
+      },
       spec: {
         nodeName,
         containers: containers.map((n) => ({ name: n, image: "localhost/test/busybox:1", command: ["/bin/sleep", "100000"] })),
@@ -394,10 +401,11 @@ export async function waitForJob(e: E2E, namespace: string, name: string, timeou
   return waitFor(`Job ${namespace}/${name}`, async () => e.cluster.batch.readNamespacedJob({ namespace, name }), timeoutMs);
 }
 
+/** The pod the Job controller created for Job `job` (controlled by it: planted look-alikes are skipped). */
 export async function waitForJobPod(e: E2E, namespace: string, job: string): Promise<V1Pod> {
   return waitFor(`pod of Job ${namespace}/${job}`, async () => {
     const l = await e.cluster.core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
-    return l.items[0];
+    return l.items.find((p) => p.metadata?.ownerReferences?.some((o) => o.controller === true && o.kind === "Job" && o.name === job) === true);
   }, 60_000);
 }
 

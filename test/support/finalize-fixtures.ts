@@ -4,7 +4,7 @@
 import type { SyncRequest, SyncResponse } from "../../src/api/types.js";
 import type { ControllerConfig } from "../../src/config/config.js";
 import { type CleanupPlan, foldCleanup, planCleanup, type TargetResult } from "../../src/reconcile/cleanup.js";
-import { finalize } from "../../src/reconcile/finalize.js";
+import { finalize, type FinalizeLookups } from "../../src/reconcile/finalize.js";
 
 export const FINALIZE_FIXTURES = new URL("../../hooks/fixtures/finalize/", import.meta.url);
 
@@ -16,6 +16,8 @@ export interface FinalizeFixture {
   request: SyncRequest;
   /** The registry's answer per planned target (empty when the core planned no registry calls). */
   registry: TargetResult[];
+  /** The shell's API look-ups the core planned (fresh source pod, commit pods), when any. */
+  lookups?: FinalizeLookups;
   response: SyncResponse;
 }
 
@@ -25,6 +27,7 @@ export function replayFinalize(
   cfg: ControllerConfig,
   now: Date,
   registry: readonly TargetResult[] = [],
+  lookups: FinalizeLookups = {},
 ): { plan: CleanupPlan; response: SyncResponse } {
   const plan = planCleanup(req, cfg, now);
   const planned = plan.action === "attempt" ? plan.targets.map((t) => t.ref) : [];
@@ -36,5 +39,5 @@ export function replayFinalize(
   }
   const fold = foldCleanup(req, cfg, now, plan, registry);
   const cleanup = fold === undefined ? undefined : { cleanup: fold.cleanup, finished: fold.finished, ...(fold.resyncAfterSeconds !== undefined ? { resyncAfterSeconds: fold.resyncAfterSeconds } : {}) };
-  return { plan, response: finalize(req, cfg, now, cleanup) };
+  return { plan, response: finalize(req, cfg, now, cleanup, lookups) };
 }

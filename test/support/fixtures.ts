@@ -51,6 +51,9 @@ export function snapshot(
   return snap;
 }
 
+/** UIDs derived from names, so every fixture object has a stable one. */
+export const uidOf = (kind: string, name: string): string => `${kind.toLowerCase()}-uid-${name}`;
+
 export function pod(
   name: string,
   opts: {
@@ -60,12 +63,26 @@ export function pod(
     labels?: Record<string, string>;
     tolerations?: Record<string, unknown>[];
     terminatedMessage?: string;
+    /** The controller ownerReference; default for `<sbx>-0`-style names: none (see sandboxPod). */
+    controller?: { kind: string; name: string; uid: string; apiVersion?: string };
+    uid?: string;
+    deletionTimestamp?: string;
   } = {},
 ): Pod {
+  const c = opts.controller;
   const p: Pod = {
     apiVersion: "v1",
     kind: "Pod",
-    metadata: { name, namespace: NS, labels: opts.labels ?? {} },
+    metadata: {
+      name,
+      namespace: NS,
+      uid: opts.uid ?? uidOf("Pod", name),
+      labels: opts.labels ?? {},
+      ...(c !== undefined
+        ? { ownerReferences: [{ apiVersion: c.apiVersion ?? "v1", kind: c.kind, name: c.name, uid: c.uid, controller: true, blockOwnerDeletion: true }] }
+        : {}),
+      ...(opts.deletionTimestamp !== undefined ? { deletionTimestamp: opts.deletionTimestamp } : {}),
+    },
     spec: {
       nodeName: opts.node ?? "node-a",
       containers: (opts.containers ?? ["sandbox"]).map((c) => ({ name: c, image: `example.com/${c}:1` })),
@@ -79,11 +96,41 @@ export function pod(
   return p;
 }
 
-export function jobPod(jobName: string, phase: string, message?: string): Pod {
-  return pod(`${jobName}-x7k2p`, {
+/** A pod the BatchSandbox's controller created (controller ownerReference to it). */
+export function sandboxPod(name: string, opts: Parameters<typeof pod>[1] & { sandbox?: string } = {}): Pod {
+  const sandbox = opts.sandbox ?? "sbx";
+  return pod(name, {
+    labels: { "batch-sandbox.sandbox.opensandbox.io/name": sandbox },
+    controller: { apiVersion: "sandbox.opensandbox.io/v1alpha1", kind: "BatchSandbox", name: sandbox, uid: uidOf("BatchSandbox", sandbox) },
+    ...opts,
+  });
+}
+
+/** A pod the Job controller created for Job `jobName`: its ownerReference and controller-uid labels. */
+export function jobPod(jobName: string, phase: string, message?: string, opts: { name?: string; deletionTimestamp?: string } = {}): Pod {
+  const uid = uidOf("Job", jobName);
+  return pod(opts.name ?? `${jobName}-x7k2p`, {
+    phase,
+    labels: {
+      "job-name": jobName,
+      "batch.kubernetes.io/job-name": jobName,
+      "controller-uid": uid,
+      "batch.kubernetes.io/controller-uid": uid,
+    },
+    controller: { apiVersion: "batch/v1", kind: "Job", name: jobName, uid },
+    containers: ["committer"],
+    ...(message !== undefined ? { terminatedMessage: message } : {}),
+    ...(opts.deletionTimestamp !== undefined ? { deletionTimestamp: opts.deletionTimestamp } : {}),
+  });
+}
+
+/** A pod anyone could create: the Job's labels and name pattern, but not created by the Job controller. */
+export function forgedJobPod(jobName: string, phase: string, message?: string, opts: { name?: string; ownerUid?: string } = {}): Pod {
+  return pod(opts.name ?? "a-x", {
     phase,
     labels: { "job-name": jobName, "batch.kubernetes.io/job-name": jobName },
     containers: ["committer"],
+    ...(opts.ownerUid !== undefined ? { controller: { apiVersion: "batch/v1", kind: "Job", name: jobName, uid: opts.ownerUid } } : {}),
     ...(message !== undefined ? { terminatedMessage: message } : {}),
   });
 }
@@ -97,24 +144,48 @@ export function batchSandbox(name: string, opts: { allocPods?: string[] | string
   return {
     apiVersion: "sandbox.opensandbox.io/v1alpha1",
     kind: "BatchSandbox",
-    metadata: { name, namespace: NS, generation: opts.generation ?? 3, annotations },
+    metadata: { name, namespace: NS, uid: uidOf("BatchSandbox", name), generation: opts.generation ?? 3, annotations },
     spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: "example.com/sandbox:1" }] } } },
   };
 }
 
-export function job(name: string, state: "running" | "succeeded" | "failed", reason?: string): Job {
+/** When the fixtures' Jobs were created and finished (a second after the snapshot). */
+export const JOB_CREATED = "2026-11-29T10:00:01Z";
+export const JOB_FINISHED = "2026-11-29T10:00:04Z";
+
+export function job(
+  name: string,
+  state: "running" | "succeeded" | "failed",
+  reason?: string,
+  opts: { uid?: string; created?: string; finished?: string; active?: number; deletionTimestamp?: string } = {},
+): Job {
+  const finished = opts.finished ?? JOB_FINISHED;
   const conditions =
     state === "succeeded"
-      ? [{ type: "Complete", status: "True" }]
+      ? [{ type: "Complete", status: "True", lastTransitionTime: finished }]
       : state === "failed"
-        ? [{ type: "Failed", status: "True", reason: reason ?? "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" }]
+        ? [{ type: "Failed", status: "True", reason: reason ?? "BackoffLimitExceeded", message: "Job has reached the specified backoff limit", lastTransitionTime: finished }]
         : [];
+  const uid = opts.uid ?? uidOf("Job", name);
+  const active = opts.active ?? (state === "running" ? 1 : 0);
   return {
     apiVersion: "batch/v1",
     kind: "Job",
-    metadata: { name, namespace: NS, labels: { "sandbox.opensandbox.io/sandbox-snapshot-name": "snap1" } },
-    spec: {},
-    status: { ...(state === "running" ? { active: 1 } : {}), conditions },
+    metadata: {
+      name,
+      namespace: NS,
+      uid,
+      creationTimestamp: opts.created ?? JOB_CREATED,
+      labels: { "sandbox.opensandbox.io/sandbox-snapshot-name": "snap1" },
+      ...(opts.deletionTimestamp !== undefined ? { deletionTimestamp: opts.deletionTimestamp } : {}),
+    },
+    spec: { selector: { matchLabels: { "batch.kubernetes.io/controller-uid": uid } } },
+    status: {
+      ...(active > 0 ? { active } : {}),
+      ...(state === "succeeded" ? { succeeded: 1, completionTime: finished } : {}),
+      ...(state === "failed" ? { failed: 1 } : {}),
+      conditions,
+    },
   };
 }
 

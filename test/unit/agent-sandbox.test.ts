@@ -207,8 +207,6 @@ describe("agent-sandbox Sandbox source: customize", () => {
     expect(res.relatedResources).toEqual([
       { apiVersion: "agents.x-k8s.io/v1beta1", resource: "sandboxes", namespace: "sandboxes", names: ["asb"] },
       { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-abc12"] },
-      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
-      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
     ]);
     const old = customize({ parent }, [], { version: "v1alpha1" });
     expect(old.relatedResources.slice(0, 2)).toEqual([
@@ -239,6 +237,8 @@ describe("agent-sandbox Sandbox source: the shell's direct look-up", () => {
       return Promise.resolve(name === "pool-late" ? sandboxPod("pool-late") : undefined);
     },
     secretExists: () => Promise.resolve(true),
+    listPods: () => Promise.resolve([]),
+    listEvents: () => Promise.resolve([]),
     createEvent: () => Promise.resolve("created" as const),
   });
 
@@ -292,6 +292,8 @@ describe("agent-sandbox Sandbox source: the customize shell", () => {
       getPod: () => Promise.resolve(undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: () => Promise.resolve("created" as const),
     };
     const server = await startServer(config, { log: pino({ level: "silent" }), kube, clock: () => t0 });

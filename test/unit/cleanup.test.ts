@@ -149,7 +149,7 @@ describe("planCleanup", () => {
   });
 
   it("waits while a commit pod is still active after its Job is gone", () => {
-    const req = { ...request(snapshot({ sandboxName: "sbx" }, { status: midPush, deleting: DELETED_AT }), { pods: [jobPod("snap1-commit", "Running")] }), finalizing: true };
+    const req = { ...request(snapshot({ sandboxName: "sbx" }, { status: { ...midPush, commitJob: { uid: "job-uid-snap1-commit" } }, deleting: DELETED_AT }), { pods: [jobPod("snap1-commit", "Running")] }), finalizing: true };
     expect(planCleanup(req, cfg, t0)).toMatchObject({ action: "wait", reason: "commit-in-flight" });
   });
 
@@ -327,6 +327,8 @@ describe("clean-up Events", () => {
       getPod: () => Promise.resolve(undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: (_ns, ev) => {
         events.push(ev);
         return Promise.resolve("created" as const);
@@ -338,7 +340,8 @@ describe("clean-up Events", () => {
     try {
       const committing: SandboxSnapshotStatus = { phase: "Committing", deletionPolicy: "Delete", sourcePodName: "sbx-0", sourceNodeName: "node-a", containers: [{ containerName: "sandbox", imageUri: URI_A }] };
       const res = await fetch(`http://127.0.0.1:${server.hookPort}/finalize`, { method: "POST", body: JSON.stringify(deletedSnapshot(committing)), headers: { "content-type": "application/json" } });
-      expect(((await res.json()) as { finalized: boolean }).finalized).toBe(true);
+      // The status changed in this call (Done, SourceGone): finalized on the next call, over it.
+      expect(((await res.json()) as { finalized: boolean }).finalized).toBe(false);
       await new Promise((r) => setTimeout(r, 50));
       expect(events.map((e) => e.reason)).toEqual(["SourceGone", "RegistryCleanupDone"]);
     } finally {
@@ -363,6 +366,8 @@ describe("clean-up Events", () => {
       getPod: () => Promise.resolve(undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: (_ns, ev) => {
         if (failEvents) return Promise.reject(new Error("forbidden"));
         events.push(ev);
@@ -378,7 +383,7 @@ describe("clean-up Events", () => {
       const post = () => fetch(`http://127.0.0.1:${server.hookPort}/finalize`, { method: "POST", body, headers: { "content-type": "application/json" } });
       const first = await post();
       expect(first.status).toBe(200);
-      expect(((await first.json()) as { finalized: boolean }).finalized).toBe(true);
+      expect(((await first.json()) as { finalized: boolean }).finalized).toBe(false);
       await post();
       await new Promise((r) => setTimeout(r, 50));
       expect(events).toHaveLength(2);

@@ -4,7 +4,7 @@ import { imageReference, snapshotTag } from "../../src/reconcile/image-ref.js";
 import { effectiveDeletionPolicy } from "../../src/reconcile/policy.js";
 import { allocStatus, resolveSource } from "../../src/reconcile/source.js";
 import { sync } from "../../src/reconcile/sync.js";
-import { batchSandbox, cfg, pod, request, snapshot, t0 } from "../support/fixtures.js";
+import { batchSandbox, cfg, pod, request, sandboxPod, snapshot, t0 } from "../support/fixtures.js";
 
 describe("image tags (OpenSandbox rules)", () => {
   it("uses snap-gen<generation> of the owning BatchSandbox", () => {
@@ -33,7 +33,7 @@ describe("image tags (OpenSandbox rules)", () => {
 
   it("names the generation of the BatchSandbox in the image reference when it owns the snapshot", () => {
     const res = sync(
-      request(snapshot({ sandboxName: "sbx" }, { owner: "BatchSandbox" }), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx", { generation: 4 })] }),
+      request(snapshot({ sandboxName: "sbx" }, { owner: "BatchSandbox" }), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx", { generation: 4 })] }),
       cfg,
       t0,
     );
@@ -68,18 +68,24 @@ describe("source pod resolution order", () => {
     expect(r.found && r.pod.metadata?.name).toBe("pool-2");
   });
 
-  it("falls back to pods with the BatchSandbox label", () => {
-    const r = resolve([pod("sbx-0"), pod("labelled", { labels: label })]);
+  it("falls back to pods with the BatchSandbox label that the BatchSandbox controls", () => {
+    const r = resolve([sandboxPod("sbx-0"), sandboxPod("labelled", { labels: label })]);
     expect(r.found && r.pod.metadata?.name).toBe("labelled");
   });
 
-  it("falls back to <name>-0", () => {
-    const r = resolve([pod("sbx-0"), pod("unrelated")]);
+  it("falls back to <name>-0 when the BatchSandbox controls it", () => {
+    const r = resolve([sandboxPod("sbx-0"), pod("unrelated")]);
     expect(r.found && r.pod.metadata?.name).toBe("sbx-0");
   });
 
+  it("ignores labelled pods and <name>-0 that the BatchSandbox does not control", () => {
+    const r = resolve([pod("sbx-0"), pod("labelled", { labels: label })]);
+    expect(r.found).toBe(false);
+    expect((r.ignored ?? []).map((i) => i.name).sort()).toEqual(["labelled", "sbx-0"]);
+  });
+
   it("ignores a pod that is being deleted", () => {
-    const p = pod("sbx-0");
+    const p = sandboxPod("sbx-0");
     if (p.metadata) p.metadata.deletionTimestamp = "2026-11-29T10:00:00Z";
     expect(resolve([p]).found).toBe(false);
   });
@@ -87,7 +93,7 @@ describe("source pod resolution order", () => {
   it("names the broken alloc-status annotation and still falls back", () => {
     expect(allocStatus(batchSandbox("sbx", { allocPods: "{not json" })).error).toContain('metadata.annotations["sandbox.opensandbox.io/alloc-status"]');
     expect(allocStatus(batchSandbox("sbx", { allocPods: '{"pods":"x"}' })).error).toContain(".pods must be a list");
-    const ok = resolve([pod("sbx-0")], "{not json");
+    const ok = resolve([sandboxPod("sbx-0")], "{not json");
     expect(ok.found).toBe(true);
     const missing = resolve([], "{not json");
     expect(!missing.found && missing.message).toContain("is not valid JSON");

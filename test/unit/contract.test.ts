@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { CustomizeRequest, SyncRequest } from "../../src/api/types.js";
 import { validateCustomizeRequest, validateCustomizeResponse, validateSyncRequest, validateSyncResponse } from "../../src/api/validate.js";
 import { customize, type AgentSandboxCustomize } from "../../src/reconcile/customize.js";
-import { finalize } from "../../src/reconcile/finalize.js";
+import { finalize, type FinalizeLookups } from "../../src/reconcile/finalize.js";
 import { sync, type SyncLookups } from "../../src/reconcile/sync.js";
 import { cfg } from "../support/fixtures.js";
 
@@ -20,8 +20,8 @@ interface Fixture {
   allocPods?: string[];
   /** What the customize shell read of a spec.sandboxRef Sandbox. */
   agentSandbox?: AgentSandboxCustomize;
-  /** What the shell read before the call (registry checks), passed to sync. */
-  lookups?: SyncLookups;
+  /** What the shell read before the call: registry checks for sync, API look-ups for finalize. */
+  lookups?: SyncLookups | FinalizeLookups;
 }
 
 describe("recorded hook fixtures", () => {
@@ -50,7 +50,7 @@ describe("recorded hook fixtures", () => {
     expect(v.ok ? [] : v.errors).toEqual([]);
     const now = new Date(fx.now ?? "");
     const req = fx.request as SyncRequest;
-    const res = fx.hook === "sync" ? sync(req, cfg, now, fx.lookups ?? {}) : finalize(req, cfg, now);
+    const res = fx.hook === "sync" ? sync(req, cfg, now, fx.lookups ?? {}) : finalize(req, cfg, now, undefined, fx.lookups);
     const rv = validateSyncResponse(res);
     expect(rv.ok ? [] : rv.errors).toEqual([]);
     expect(validateSyncResponse(fx.response).ok).toBe(true);

@@ -91,6 +91,8 @@ describe("SandboxSnapshot CRD", () => {
       [
         "phase", "observedGeneration", "sourcePodName", "sourceNodeName", "containers", "conditions",
         "startTime", "completionTime", "freezeMillis", "deletionPolicy", "cleanup", "imageCheck",
+        // issue 18: the source pod's UID and the commit Job's UID (status memory for unpause and case 9)
+        "sourcePodUID", "commitJob",
       ].sort(),
     );
   });

@@ -6,16 +6,19 @@ import { snapshot } from "../support/fixtures.js";
 const req = (spec: Parameters<typeof snapshot>[0], opts: Parameters<typeof snapshot>[1] = {}) => ({ parent: snapshot(spec, opts) });
 
 describe("customize", () => {
-  it("relates the BatchSandbox, its alloc-status pods and <name>-0 by name, its labelled pods, and the Job pods", () => {
+  it("relates the BatchSandbox and its alloc-status pods and <name>-0 by name — nothing by label", () => {
     const res = customize(req({ sandboxName: "sbx" }), ["pool-3", "pool-4"]);
     expect(validateCustomizeResponse(res).ok).toBe(true);
     expect(res.relatedResources).toEqual([
       { apiVersion: "sandbox.opensandbox.io/v1alpha1", resource: "batchsandboxes", namespace: "sandboxes", names: ["sbx"] },
       { apiVersion: "v1", resource: "pods", namespace: "sandboxes", names: ["pool-3", "pool-4", "sbx-0"] },
-      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "batch-sandbox.sandbox.opensandbox.io/name": "sbx" } } },
-      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-commit" } } },
-      { apiVersion: "v1", resource: "pods", labelSelector: { matchLabels: { "job-name": "snap1-unpause" } } },
     ]);
+  });
+
+  it("relates at most 16 alloc-status names (a BatchSandbox allocates one pod per replica)", () => {
+    const many = Array.from({ length: 40 }, (_, i) => `pool-${i}`);
+    const pods = customize(req({ sandboxName: "sbx" }), many).relatedResources.find((r) => r.resource === "pods");
+    expect(pods?.names).toEqual([...many.slice(0, 16), "sbx-0"]);
   });
 
   it("relates the named Pod for spec.podName", () => {

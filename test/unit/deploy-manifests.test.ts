@@ -295,13 +295,13 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
         for (const rule of np.spec.egress) expect(rule.ports?.length, "egress is limited by port").toBeGreaterThan(0);
       });
 
-      it("grants the hook server get on BatchSandboxes, SandboxSnapshots, Pods and the push Secret by name, and create on Events — nothing else", () => {
+      it("grants the hook server get on BatchSandboxes, SandboxSnapshots and the push Secret by name, get and list on Pods, create and list on Events — nothing else", () => {
         const role = one<K8sObject & { rules: Rule[] }>(objs, "ClusterRole", "sandbox-snapshot-controller");
         const flat = role.rules.flatMap((r) =>
           r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`))),
         );
         expect(flat.sort()).toEqual(
-          ["sandbox.opensandbox.io/batchsandboxes:get", "sandbox.opensandbox.io/sandboxsnapshots:get", "agents.x-k8s.io/sandboxes:get", "/pods:get", "/secrets:get", "/events:create"].sort(),
+          ["sandbox.opensandbox.io/batchsandboxes:get", "sandbox.opensandbox.io/sandboxsnapshots:get", "agents.x-k8s.io/sandboxes:get", "/pods:get", "/pods:list", "/secrets:get", "/events:create", "/events:list"].sort(),
         );
         const secrets = role.rules.find((r) => r.resources.includes("secrets"));
         expect(config.pushSecret).toBeDefined();

@@ -13,7 +13,7 @@ import { sync, type SyncLookups } from "../../src/reconcile/sync.js";
 import { createCleanupRunner, type CleanupRegistry, type SnapshotWitness } from "../../src/server/cleanup-runner.js";
 import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { RegistryError } from "../../src/registry/errors.js";
-import { DIGEST_A, DIGEST_B, UID, batchSandbox, cfg, job, jobPod, pod, registryHolds, request, snapshot, t0, t1, withStatus } from "../support/fixtures.js";
+import { DIGEST_A, DIGEST_B, UID, batchSandbox, cfg, job, jobPod, pod, registryHolds, sandboxPod, request, snapshot, t0, t1, withStatus } from "../support/fixtures.js";
 
 class LogCapture extends Writable {
   text = "";
@@ -23,7 +23,7 @@ class LogCapture extends Writable {
   }
 }
 
-const world = { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] };
+const world = { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] };
 const committing = (): SandboxSnapshotStatus => sync(request(snapshot(), world), cfg, t0).status;
 const imageOf = (s: SandboxSnapshotStatus): string => s.containers?.[0]?.imageUri ?? "";
 
@@ -31,7 +31,7 @@ const imageOf = (s: SandboxSnapshotStatus): string => s.containers?.[0]?.imageUr
 function finished(status: SandboxSnapshotStatus, message: string | undefined, completedAt?: string): SyncRequest {
   const j = job("snap1-commit", "succeeded");
   if (completedAt !== undefined && j.status) j.status.completionTime = completedAt;
-  return request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [j], pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] });
+  return request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [j], pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] });
 }
 
 function run(req: SyncRequest, now: Date, lookups: SyncLookups) {

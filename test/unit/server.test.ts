@@ -8,7 +8,7 @@ import { validateCustomizeResponse, validateSyncResponse } from "../../src/api/v
 import { loadConfig } from "../../src/config/config.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import type { KubeAccess } from "../../src/server/kube.js";
-import { batchSandbox, pod, request, snapshot, t0 } from "../support/fixtures.js";
+import { batchSandbox, pod, request, sandboxPod, snapshot, t0 } from "../support/fixtures.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
@@ -29,6 +29,7 @@ afterEach(async () => {
 
 async function start(kube?: KubeAccess): Promise<{ url: string; metricsUrl: string; logs: LogCapture }> {
   const logs = new LogCapture();
+  // The hooks take their clock from the test: the fixtures' snapshots are created at a fixed time.
   server = await startServer(config, { log: pino({ level: "debug" }, logs), kube, clock: () => t0 });
   return { url: `http://127.0.0.1:${server.hookPort}`, metricsUrl: `http://127.0.0.1:${server.metricsPort}`, logs };
 }
@@ -39,7 +40,7 @@ const post = (url: string, body: string, headers: Record<string, string> = { "co
 describe("hook server", () => {
   it("answers a sync with a schema-valid response", async () => {
     const { url } = await start();
-    const req = request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] });
+    const req = request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] });
     const res = await post(`${url}/sync`, JSON.stringify(req));
     expect(res.status).toBe(200);
     const body: unknown = await res.json();
@@ -52,9 +53,14 @@ describe("hook server", () => {
     const c = await post(`${url}/customize`, JSON.stringify({ parent: snapshot() }));
     expect(c.status).toBe(200);
     expect(validateCustomizeResponse(await c.json()).ok).toBe(true);
-    const f = await post(`${url}/finalize`, JSON.stringify({ ...request(snapshot({ podName: "p1" }, { deleting: "2026-11-29T10:00:00Z" })), finalizing: true }));
+    const deleted = { ...request(snapshot({ podName: "p1" }, { deleting: "2026-11-29T10:00:00Z" })), finalizing: true };
+    const f = await post(`${url}/finalize`, JSON.stringify(deleted));
     expect(f.status).toBe(200);
-    expect(((await f.json()) as { finalized: boolean }).finalized).toBe(true);
+    // This call wrote the effective deletion policy; the next one, over that stored status, finalizes.
+    const first = (await f.json()) as { finalized: boolean; status: object };
+    expect(first.finalized).toBe(false);
+    const again = await post(`${url}/finalize`, JSON.stringify({ ...deleted, parent: { ...deleted.parent, status: first.status } }));
+    expect(((await again.json()) as { finalized: boolean }).finalized).toBe(true);
   });
 
   it.each([
@@ -104,7 +110,7 @@ describe("hook server", () => {
     expect(await (await fetch(`${url}/readyz`)).text()).toBe("ok");
     expect((await fetch(`${url}/metrics`)).status).toBe(404);
     await post(`${url}/sync`, "{bad");
-    await post(`${url}/sync`, JSON.stringify(request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] })));
+    await post(`${url}/sync`, JSON.stringify(request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] })));
     const text = await (await fetch(`${metricsUrl}/metrics`)).text();
     expect(text).toContain('sandbox_snapshot_hook_requests_total{hook="sync",outcome="invalid"} 1');
     expect(text).toContain('sandbox_snapshot_hook_requests_total{hook="sync",outcome="ok"} 1');
@@ -134,6 +140,8 @@ describe("hook server", () => {
       getPod: () => Promise.resolve<Pod | undefined>(undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: () => Promise.resolve("created" as const),
     };
     const { url } = await start(slow);
@@ -158,6 +166,8 @@ describe("hook server", () => {
       getPod: (_ns, name) => Promise.resolve(name === "pool-9" ? pod("pool-9") : undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: () => Promise.resolve("created" as const),
     };
     const { url } = await start(kube);
@@ -174,13 +184,15 @@ describe("hook server", () => {
       getPod: () => Promise.resolve(undefined),
       getSandboxSnapshot: () => Promise.resolve(undefined),
       secretExists: () => Promise.resolve(true),
+      listPods: () => Promise.resolve([]),
+      listEvents: () => Promise.resolve([]),
       createEvent: (_ns, ev) => {
         names.push((ev.metadata as { name: string }).name);
         return Promise.reject(new Error("boom"));
       },
     };
     const { url } = await start(kube);
-    const body = JSON.stringify(request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }));
+    const body = JSON.stringify(request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }));
     expect((await post(`${url}/sync`, body)).status).toBe(200);
     expect((await post(`${url}/sync`, body)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 20));

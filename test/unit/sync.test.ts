@@ -13,6 +13,7 @@ import {
   jobPod,
   pod,
   registryHolds,
+  sandboxPod,
   request,
   snapshot,
   t0,
@@ -59,13 +60,13 @@ interface JobSpecShape {
 const specOf = (j: Job): JobSpecShape => j.spec as unknown as JobSpecShape;
 
 const committingStatus = (extra: Partial<SandboxSnapshotStatus> = {}): SandboxSnapshotStatus => {
-  const first = run(request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }));
+  const first = run(request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }));
   return { ...first.status, ...extra };
 };
 
 describe("Pending", () => {
   it("starts committing when the BatchSandbox's pod runs: status names pod, node and one image per container", () => {
-    const res = run(request(snapshot(), { pods: [pod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx")] }));
+    const res = run(request(snapshot(), { pods: [sandboxPod("sbx-0", { containers: ["sandbox", "sidecar"] })], batchSandboxes: [batchSandbox("sbx")] }));
     expect(res.status.phase).toBe("Committing");
     expect(res.status.sourcePodName).toBe("sbx-0");
     expect(res.status.sourceNodeName).toBe("node-a");
@@ -207,9 +208,16 @@ describe("Pending", () => {
 
   it("plans a direct look-up only while no Running source is related", () => {
     expect(planSyncLookups(request(snapshot()), cfg).source).toBe(true);
-    expect(planSyncLookups(request(snapshot(), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }), cfg).source).toBe(false);
+    expect(planSyncLookups(request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }), cfg).source).toBe(false);
     const committing = withStatus(request(snapshot()), { phase: "Committing" });
     expect(planSyncLookups(committing, cfg)).toEqual({ source: false, pushSecret: undefined });
+    const recorded = withStatus(request(snapshot(), { jobs: [job("snap1-commit", "running")] }), { phase: "Committing", sourcePodName: "sbx-0", sourceNodeName: "node-a" });
+    expect(planSyncLookups(recorded, cfg)).toEqual({
+      source: false,
+      pushSecret: undefined,
+      commitPods: { uid: "job-uid-snap1-commit", selector: "batch.kubernetes.io/controller-uid=job-uid-snap1-commit" },
+      sourcePod: "sbx-0",
+    });
   });
 
   it("mentions a failed direct look-up in the waiting message", () => {
@@ -255,13 +263,17 @@ describe("Committing", () => {
     const status = committingStatus();
     const req = request(snapshot({ sandboxName: "sbx" }, { status }), {
       jobs: [job("snap1-commit", "running")],
-      pods: [pod("sbx-0"), jobPod("snap1-commit", "Running")],
+      pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Running")],
       batchSandboxes: [batchSandbox("sbx")],
     });
     const first = run(req, t0);
+    // The first sync that sees the Job records its UID (status memory); after that nothing changes.
+    expect(first.status.commitJob).toEqual({ uid: "job-uid-snap1-commit" });
+    expect(first.status.conditions?.find((c) => c.type === "Ready")?.message).toBe("commit pod snap1-commit-x7k2p is Running on node node-a");
     const again = run(withStatus(req, first.status), t1);
-    expect(first.status).toEqual(status);
+    const third = run(withStatus(req, again.status), new Date(t1.getTime() + 5000));
     expect(again.status).toEqual(first.status);
+    expect(third.status).toEqual(first.status);
     expect(again.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 
@@ -272,7 +284,7 @@ describe("Committing", () => {
     const res = run(
       request(snapshot({ sandboxName: "sbx" }, { status }), {
         jobs: [job("snap1-commit", "succeeded")],
-        pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)],
+        pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)],
         batchSandboxes: [batchSandbox("sbx")],
       }),
       t1,
@@ -289,7 +301,7 @@ describe("Committing", () => {
     const recorded = run(
       request(snapshot({ sandboxName: "sbx" }, { status: res.status }), {
         jobs: [job("snap1-commit", "succeeded")],
-        pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)],
+        pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)],
       }),
       t1,
     );
@@ -301,7 +313,7 @@ describe("Committing", () => {
     const status = committingStatus();
     const image = status.containers?.[0]?.imageUri ?? "";
     const message = JSON.stringify({ containers: [{ name: "sandbox", image, digest: DIGEST_A }] });
-    const world = { jobs: [job("snap1-commit", "succeeded")], pods: [pod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] };
+    const world = { jobs: [job("snap1-commit", "succeeded")], pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Succeeded", message)] };
     const images = { images: registryHolds(status, { sandbox: DIGEST_A }) };
     const first = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t0, images);
     const stale = run(request(snapshot({ sandboxName: "sbx" }, { status }), world), t1, images);
@@ -311,7 +323,7 @@ describe("Committing", () => {
 
   it("waits for the commit pod when the Job's completion arrives first", () => {
     const status = committingStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "succeeded")], pods: [pod("sbx-0")] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "succeeded")], pods: [sandboxPod("sbx-0")] }));
     expect(res.status.phase).toBe("Committing");
     expect(res.children).toHaveLength(1);
   });
@@ -338,7 +350,7 @@ describe("Committing", () => {
     const status = committingStatus();
     const j = job("snap1-commit", "running");
     j.status = { failed: 1, conditions: [{ type: "FailureTarget", status: "True" }] };
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [j], pods: [pod("sbx-0")] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [j], pods: [sandboxPod("sbx-0")] }));
     expect(res.status.phase).toBe("Committing");
   });
 
@@ -347,7 +359,7 @@ describe("Committing", () => {
     const res = run(
       request(snapshot({ sandboxName: "sbx" }, { status }), {
         jobs: [job("snap1-commit", "failed", "DeadlineExceeded")],
-        pods: [pod("sbx-0"), jobPod("snap1-commit", "Running")],
+        pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Running")],
       }),
     );
     expect(res.status.phase).toBe("Committing");
@@ -358,7 +370,7 @@ describe("Committing", () => {
     const res = run(
       request(snapshot({ sandboxName: "sbx" }, { status }), {
         jobs: [job("snap1-commit", "failed")],
-        pods: [pod("sbx-0"), jobPod("snap1-commit", "Failed", JSON.stringify({ error: "registry.example.com: unauthorized" }))],
+        pods: [sandboxPod("sbx-0"), jobPod("snap1-commit", "Failed", JSON.stringify({ error: "registry.example.com: unauthorized" }))],
       }),
     );
     expect(res.status.phase).toBe("Failed");
@@ -376,7 +388,7 @@ describe("Committing", () => {
 
   it("needs no unpause Job when the source pod is gone", () => {
     const status = committingStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")] }), t0, { sourcePod: null });
     expect(res.status.phase).toBe("Failed");
     expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "True", reason: "SourceGone" });
@@ -384,7 +396,9 @@ describe("Committing", () => {
 
   it("needs no unpause Job when the source pod now runs on another node", () => {
     const status = committingStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")], pods: [pod("sbx-0", { node: "node-z" })] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")] }), t0, {
+      sourcePod: sandboxPod("sbx-0", { node: "node-z" }),
+    });
     expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-commit"]);
   });
 });
@@ -392,12 +406,12 @@ describe("Committing", () => {
 describe("Failed", () => {
   const failedStatus = (): SandboxSnapshotStatus => {
     const status = committingStatus();
-    return run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")], pods: [pod("sbx-0")] })).status;
+    return run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed")], pods: [sandboxPod("sbx-0")] })).status;
   };
 
   it("keeps returning the unpause Job until it completes, with a stable status", () => {
     const status = failedStatus();
-    const req = request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "running")], pods: [pod("sbx-0")] });
+    const req = request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "running")], pods: [sandboxPod("sbx-0")] });
     const a = run(req, t0);
     const b = run(withStatus(req, a.status), t1);
     expect(a.status).toEqual(status);
@@ -407,7 +421,7 @@ describe("Failed", () => {
 
   it("records the resumed containers and stops returning the unpause Job once that is recorded", () => {
     const status = failedStatus();
-    const world = { jobs: [job("snap1-unpause", "succeeded")], pods: [pod("sbx-0")] };
+    const world = { jobs: [job("snap1-unpause", "succeeded")], pods: [sandboxPod("sbx-0")] };
     const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), world));
     expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "True", reason: "Unpaused" });
@@ -419,21 +433,21 @@ describe("Failed", () => {
 
   it("drops the finished commit Job once Failed is recorded", () => {
     const status = failedStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed"), job("snap1-unpause", "running")], pods: [pod("sbx-0")] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-commit", "failed"), job("snap1-unpause", "running")], pods: [sandboxPod("sbx-0")] }));
     expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
   });
 
   it("reports an unpause Job that hit its deadline", () => {
     const status = failedStatus();
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "failed", "DeadlineExceeded")], pods: [pod("sbx-0")] }));
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "failed", "DeadlineExceeded")], pods: [sandboxPod("sbx-0")] }));
     expect(res.children.map((c) => c.metadata.name)).toEqual(["snap1-unpause"]);
     expect(res.status.conditions?.find((c) => c.type === "ContainersResumed")).toMatchObject({ status: "False", reason: "UnpauseFailed" });
   });
 
   it("never changes once settled, whatever appears later", () => {
     const status = failedStatus();
-    const settled = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "succeeded")], pods: [pod("sbx-0")] })).status;
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status: settled }), { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }), t1);
+    const settled = run(request(snapshot({ sandboxName: "sbx" }, { status }), { jobs: [job("snap1-unpause", "succeeded")], pods: [sandboxPod("sbx-0")] })).status;
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status: settled }), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }), t1);
     expect(res.status).toEqual(settled);
     expect(res.children).toEqual([]);
   });
@@ -446,7 +460,7 @@ describe("Succeed", () => {
       phase: "Succeed",
       containers: [{ containerName: "sandbox", imageUri: "registry.example.com/snapshots/sbx-sandbox:snap-x", imageDigest: DIGEST_B }],
     };
-    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { pods: [pod("sbx-0")] }), t1);
+    const res = run(request(snapshot({ sandboxName: "sbx" }, { status }), { pods: [sandboxPod("sbx-0")] }), t1);
     expect(res.status).toEqual(status);
     expect(res.children).toEqual([]);
     expect(res.resyncAfterSeconds).toBeUndefined();
@@ -470,7 +484,7 @@ describe("fixpoint for every non-terminal phase", () => {
 
 describe("key styles", () => {
   it("gives the same answer for v1 (name) and v2 (namespace/name) keys", () => {
-    const world = { pods: [pod("sbx-0")], batchSandboxes: [batchSandbox("sbx")], jobs: [job("snap1-commit", "running")] };
+    const world = { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")], jobs: [job("snap1-commit", "running")] };
     const a = run(request(snapshot(), { ...world, style: "v1" }));
     const b = run(request(snapshot(), { ...world, style: "v2" }));
     expect(b).toEqual(a);
