@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxSnapshotStatus, SyncRequest, SyncResponse } from "../../src/api/types.js";
@@ -20,6 +19,7 @@ import { missingComponents } from "../support/components.js";
 import { UID, request, snapshot } from "../support/fixtures.js";
 import { pushTestImage, type TestImage } from "../support/registry-image.js";
 import { startRegistry, type TestRegistry, writeDockerConfig } from "../support/registry.js";
+import { LogCapture } from "../support/log-capture.js";
 
 const missing = missingComponents(["docker-registry", "htpasswd", "openssl"]);
 
@@ -30,14 +30,6 @@ const b64 = (s: string): string => Buffer.from(s).toString("base64");
 const SECRETS = [PASSWORD, WRONG_PASSWORD, b64(`${USER}:${PASSWORD}`), b64(`${USER}:${WRONG_PASSWORD}`)];
 const OTHER_UID = "0a1b2c3d-0000-4000-8000-0123456789ab";
 const DELETED_AT = "2026-11-29T10:00:00Z";
-
-class LogCapture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 interface Harness {
   server: RunningServer;

@@ -3,7 +3,6 @@
 // does. A commit is recorded only as the registry shows it (forged digest refused, lost result
 // recovered, outage waited out), a manifest removed behind the controller's back flips
 // ImageAvailable, and verify before delete leaves a manifest that is not this snapshot's.
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxSnapshotStatus, SyncRequest, SyncResponse } from "../../src/api/types.js";
@@ -19,17 +18,10 @@ import { missingComponents } from "../support/components.js";
 import { UID, batchSandbox, job, jobPod, request, sandboxPod, snapshot, withStatus } from "../support/fixtures.js";
 import { pushTestImage } from "../support/registry-image.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
+import { LogCapture } from "../support/log-capture.js";
 
 const missing = missingComponents(["docker-registry"]);
 const OTHER_UID = "0a1b2c3d-0000-4000-8000-0123456789ab";
-
-class LogCapture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 interface Harness {
   server: RunningServer;

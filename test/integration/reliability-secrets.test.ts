@@ -18,11 +18,11 @@ import { loadConfig } from "../../src/config/config.js";
 import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
-import type { KubeAccess } from "../../src/server/kube.js";
 import { missingComponents } from "../support/components.js";
 import { removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
 import { job, jobPod, NS, pod, request, snapshot, t0, withStatus } from "../support/fixtures.js";
 import { startRegistry, writeDockerConfig, type TestRegistry } from "../support/registry.js";
+import { emptyKube } from "../support/fake-kube.js";
 
 const missing = missingComponents(["containerd", "runc", "ctr", "docker-registry", "openssl", "tar"]);
 
@@ -124,19 +124,12 @@ describe.skipIf(missing)("reliability: no secret ever leaks (real registry with 
     // ---- the hook server with the controller-wide clean-up credential, debug logs, Events captured
     const logs = new Capture();
     const events: Record<string, unknown>[] = [];
-    const kube: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getBatchSandbox: () => Promise.resolve(undefined),
-      getPod: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
+    const kube = emptyKube({
       createEvent: (_ns, ev) => {
         events.push(ev);
         return Promise.resolve("created");
       },
-    };
+    });
     const start = async (cleanupConfig: string): Promise<{ server: RunningServer; url: string }> => {
       const config = loadConfig({
         HOOK_LISTEN_ADDRESS: "127.0.0.1:0",

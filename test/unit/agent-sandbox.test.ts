@@ -15,6 +15,7 @@ import type { KubeAccess } from "../../src/server/kube.js";
 import { performSyncLookups } from "../../src/server/lookups.js";
 import { agentSandbox, sandboxPod, sandboxRequest, sandboxSnapshot } from "../support/agent-sandbox-fixtures.js";
 import { CREATED, cfg, snapshot, t0, t1, withStatus } from "../support/fixtures.js";
+import { emptyKube } from "../support/fake-kube.js";
 
 const later = (seconds: number): Date => new Date(Date.parse(CREATED) + seconds * 1000);
 
@@ -225,21 +226,16 @@ describe("agent-sandbox Sandbox source: customize", () => {
 });
 
 describe("agent-sandbox Sandbox source: the shell's direct look-up", () => {
-  const fakeKube = (calls: string[]): KubeAccess => ({
+  const fakeKube = (calls: string[]): KubeAccess => emptyKube({
     getAgentSandbox: (ns, name, version) => {
       calls.push(`sandbox ${ns}/${name} ${version}`);
       return Promise.resolve(name === "asb" ? agentSandbox("asb", { podName: "pool-late" }) : undefined);
     },
     getBatchSandbox: () => Promise.reject(new Error("not expected")),
-    getSandboxSnapshot: () => Promise.resolve(undefined),
     getPod: (ns, name) => {
       calls.push(`pod ${ns}/${name}`);
       return Promise.resolve(name === "pool-late" ? sandboxPod("pool-late") : undefined);
     },
-    secretExists: () => Promise.resolve(true),
-    listPods: () => Promise.resolve([]),
-    listEvents: () => Promise.resolve([]),
-    createEvent: () => Promise.resolve("created" as const),
   });
 
   it("GETs the Sandbox in the configured version and the pod it names, and sync uses them", async () => {
@@ -282,20 +278,14 @@ describe("agent-sandbox Sandbox source: the customize shell", () => {
     const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
     const calls: string[] = [];
     let answer: "annotated" | "missing" | "error" = "annotated";
-    const kube: KubeAccess = {
+    const kube = emptyKube({
       getAgentSandbox: (ns, name, version) => {
         calls.push(`${ns}/${name} ${version}`);
         if (answer === "error") return Promise.reject(new Error("connection refused"));
         return Promise.resolve(answer === "annotated" ? agentSandbox(name, { podName: "pool-xyz" }) : undefined);
       },
       getBatchSandbox: () => Promise.reject(new Error("not expected")),
-      getPod: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
-      createEvent: () => Promise.resolve("created" as const),
-    };
+    });
     const server = await startServer(config, { log: pino({ level: "silent" }), kube, clock: () => t0 });
     try {
       const ask = async () => {

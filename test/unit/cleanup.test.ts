@@ -3,7 +3,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import type { SandboxSnapshotStatus, SyncRequest } from "../../src/api/types.js";
@@ -14,9 +13,10 @@ import { finalize } from "../../src/reconcile/finalize.js";
 import { RegistryError } from "../../src/registry/errors.js";
 import { startServer } from "../../src/server/app.js";
 import { cleanupEvent, createCleanupRunner, type CleanupRegistry } from "../../src/server/cleanup-runner.js";
-import type { KubeAccess } from "../../src/server/kube.js";
 import { createMetrics, type Metrics } from "../../src/server/metrics.js";
 import { DIGEST_A, DIGEST_B, UID, cfg, job, jobPod, request, snapshot, t0 } from "../support/fixtures.js";
+import { emptyKube } from "../support/fake-kube.js";
+import { LogCapture } from "../support/log-capture.js";
 
 const DELETED_AT = "2026-11-29T10:00:04Z";
 const REPO_A = "snapshots/sbx-sandbox";
@@ -42,14 +42,6 @@ const midPush: SandboxSnapshotStatus = {
   deletionPolicy: "Delete",
   containers: [{ containerName: "sandbox", imageUri: URI_A }],
 };
-
-class LogCapture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 /** A fake registry: manifests by repository → digest → annotations; calls recorded. */
 class FakeRegistry implements CleanupRegistry {
@@ -321,19 +313,12 @@ describe("cleanup runner", () => {
 describe("clean-up Events", () => {
   it("finalize also reports the containers resumed after a commit stopped by the deletion", async () => {
     const events: Record<string, unknown>[] = [];
-    const kube: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getBatchSandbox: () => Promise.resolve(undefined),
-      getPod: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
+    const kube = emptyKube({
       createEvent: (_ns, ev) => {
         events.push(ev);
         return Promise.resolve("created" as const);
       },
-    };
+    });
     const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
     const cleanup = await createCleanupRunner(config, { clientFor: () => new FakeRegistry() });
     const server = await startServer(config, { log: pino({ level: "silent" }), kube, cleanup, clock: () => t0 });
@@ -360,20 +345,13 @@ describe("clean-up Events", () => {
   it("the hook server emits the outcome Event with a deterministic name, and a failing Event API does not fail the hook", async () => {
     const events: Record<string, unknown>[] = [];
     let failEvents = false;
-    const kube: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getBatchSandbox: () => Promise.resolve(undefined),
-      getPod: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
+    const kube = emptyKube({
       createEvent: (_ns, ev) => {
         if (failEvents) return Promise.reject(new Error("forbidden"));
         events.push(ev);
         return Promise.resolve("created" as const);
       },
-    };
+    });
     const fake = new FakeRegistry();
     const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
     const cleanup = await createCleanupRunner(config, { clientFor: () => fake });

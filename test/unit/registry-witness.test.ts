@@ -1,7 +1,6 @@
 // The registry as witness: what a namespace user can write (a pod's termination message, a POST to
 // /finalize) never decides which digest is recorded or what is deleted. Pure core and shells with
 // fakes here; the real registry in test/integration/registry-witness.test.ts.
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { SandboxSnapshot, SandboxSnapshotStatus, SyncRequest } from "../../src/api/types.js";
@@ -14,14 +13,7 @@ import { createCleanupRunner, type CleanupRegistry, type SnapshotWitness } from 
 import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { RegistryError } from "../../src/registry/errors.js";
 import { DIGEST_A, DIGEST_B, UID, batchSandbox, cfg, job, jobPod, pod, registryHolds, sandboxPod, request, snapshot, t0, t1, withStatus } from "../support/fixtures.js";
-
-class LogCapture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
+import { LogCapture } from "../support/log-capture.js";
 
 const world = { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] };
 const committing = (): SandboxSnapshotStatus => sync(request(snapshot(), world), cfg, t0).status;

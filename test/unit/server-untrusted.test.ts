@@ -1,25 +1,18 @@
 // The shell's side of "only what the Job controls counts": planted pods returned by the bounded
 // direct look-ups change no outcome, fail no request, and are logged and counted once each.
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Pod, SandboxSnapshotStatus } from "../../src/api/types.js";
 import { loadConfig } from "../../src/config/config.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
-import { paged, type KubeAccess } from "../../src/server/kube.js";
+import { paged } from "../../src/server/kube.js";
 import type { ImageVerifier } from "../../src/server/image-verifier.js";
 import { performSyncLookups } from "../../src/server/lookups.js";
 import { DIGEST_A, DIGEST_B, JOB_FINISHED, UID, batchSandbox, forgedJobPod, job, jobPod, request, sandboxPod, snapshot } from "../support/fixtures.js";
+import { emptyKube } from "../support/fake-kube.js";
+import { LogCapture } from "../support/log-capture.js";
 
 const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
-
-class LogCapture extends Writable {
-  lines: string[] = [];
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.lines.push(...chunk.toString().split("\n").filter((l) => l !== ""));
-    cb();
-  }
-}
 
 let server: RunningServer | undefined;
 afterEach(async () => {
@@ -33,19 +26,14 @@ describe("hook server with planted pods", () => {
   it("a flood of forged commit pods from the look-up changes nothing, fails nothing, and each is logged and counted once", async () => {
     const forged: Pod[] = Array.from({ length: 150 }, (_, i) => forgedJobPod("snap1-commit", "Succeeded", result(DIGEST_B), { name: `a-${String(i).padStart(4, "0")}` }));
     const selectors: string[] = [];
-    const kube: KubeAccess = {
+    const kube = emptyKube({
       getBatchSandbox: () => Promise.resolve(batchSandbox("sbx")),
       getPod: (_ns, name) => Promise.resolve(name === "sbx-0" ? sandboxPod("sbx-0") : undefined),
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
       listPods: (_ns, selector) => {
         selectors.push(selector);
         return Promise.resolve([...forged, jobPod("snap1-commit", "Succeeded", result(DIGEST_A))]);
       },
-      listEvents: () => Promise.resolve([]),
-      createEvent: () => Promise.resolve("created" as const),
-    };
+    });
     const logs = new LogCapture();
     // The registry holds this snapshot's manifest at the tag; the plan it is asked must carry the real
     // pod's claim (DIGEST_A), never a forged one (the plan is made from the trusted pods only).
@@ -97,12 +85,7 @@ describe("hook server with planted pods", () => {
   });
 
   it("reads a commit Job's Events as the client library returns them (Date objects), Warnings newest first; a failing list fails nothing", async () => {
-    const kube: KubeAccess = {
-      getBatchSandbox: () => Promise.resolve(undefined),
-      getPod: () => Promise.resolve(undefined),
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
+    const kube = emptyKube({
       listPods: () => Promise.reject(new Error("boom")),
       listEvents: () =>
         Promise.resolve([
@@ -110,8 +93,7 @@ describe("hook server with planted pods", () => {
           { type: "Warning", reason: "FailedCreate", message: "old", lastTimestamp: new Date("2026-11-29T10:00:02Z") },
           { type: "Warning", reason: "FailedCreate", message: "new", lastTimestamp: new Date("2026-11-29T10:00:08Z") },
         ]),
-      createEvent: () => Promise.resolve("created" as const),
-    };
+    });
     const out = await performSyncLookups(
       { source: false, pushSecret: undefined, commitPods: { uid: "u", selector: "batch.kubernetes.io/controller-uid=u" }, commitJobEvents: { name: "snap1-commit", uid: "u" } },
       snapshot(),

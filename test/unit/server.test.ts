@@ -1,25 +1,18 @@
 import { spawnSync } from "node:child_process";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import type { BatchSandbox, Pod } from "../../src/api/types.js";
+import type { BatchSandbox } from "../../src/api/types.js";
 import { validateCustomizeResponse, validateSyncResponse } from "../../src/api/validate.js";
 import { loadConfig } from "../../src/config/config.js";
 import { startServer, type RunningServer } from "../../src/server/app.js";
 import type { KubeAccess } from "../../src/server/kube.js";
 import { batchSandbox, pod, request, sandboxPod, snapshot, t0 } from "../support/fixtures.js";
+import { emptyKube } from "../support/fake-kube.js";
+import { LogCapture } from "../support/log-capture.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const config = loadConfig({ HOOK_LISTEN_ADDRESS: "127.0.0.1:0", METRICS_LISTEN_ADDRESS: "127.0.0.1:0", SNAPSHOT_REGISTRY: "registry.example.com/snapshots" });
-
-class LogCapture extends Writable {
-  lines: string[] = [];
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.lines.push(...chunk.toString().split("\n").filter((l) => l !== ""));
-    cb();
-  }
-}
 
 let server: RunningServer | undefined;
 afterEach(async () => {
@@ -129,21 +122,14 @@ describe("hook server", () => {
 
   it("finishes in-flight requests on shutdown, then refuses new ones", async () => {
     let release: () => void = () => undefined;
-    const slow: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
+    const slow = emptyKube({
       getBatchSandbox: () =>
         new Promise<BatchSandbox | undefined>((resolve) => {
           release = () => {
             resolve(undefined);
           };
         }),
-      getPod: () => Promise.resolve<Pod | undefined>(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
-      createEvent: () => Promise.resolve("created" as const),
-    };
+    });
     const { url } = await start(slow);
     const inFlight = post(`${url}/sync`, JSON.stringify(request(snapshot())));
     await new Promise((r) => setTimeout(r, 100));
@@ -160,16 +146,10 @@ describe("hook server", () => {
   });
 
   it("uses the direct look-up results when the related objects miss the source", async () => {
-    const kube: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
+    const kube = emptyKube({
       getBatchSandbox: (_ns, name) => Promise.resolve(batchSandbox(name, { allocPods: ["pool-9"] })),
       getPod: (_ns, name) => Promise.resolve(name === "pool-9" ? pod("pool-9") : undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
-      createEvent: () => Promise.resolve("created" as const),
-    };
+    });
     const { url } = await start(kube);
     const res = await post(`${url}/sync`, JSON.stringify(request(snapshot())));
     const body = (await res.json()) as { status: { phase: string; sourcePodName: string } };
@@ -178,19 +158,12 @@ describe("hook server", () => {
 
   it("emits one Event per transition with a deterministic name, and a failing Event API never fails the hook", async () => {
     const names: string[] = [];
-    const kube: KubeAccess = {
-      getAgentSandbox: () => Promise.resolve(undefined),
-      getBatchSandbox: () => Promise.resolve(undefined),
-      getPod: () => Promise.resolve(undefined),
-      getSandboxSnapshot: () => Promise.resolve(undefined),
-      secretExists: () => Promise.resolve(true),
-      listPods: () => Promise.resolve([]),
-      listEvents: () => Promise.resolve([]),
+    const kube = emptyKube({
       createEvent: (_ns, ev) => {
         names.push((ev.metadata as { name: string }).name);
         return Promise.reject(new Error("boom"));
       },
-    };
+    });
     const { url } = await start(kube);
     const body = JSON.stringify(request(snapshot(), { pods: [sandboxPod("sbx-0")], batchSandboxes: [batchSandbox("sbx")] }));
     expect((await post(`${url}/sync`, body)).status).toBe(200);
