@@ -44,14 +44,18 @@ export function planFinalizeLookups(req: SyncRequest): FinalizeLookupPlan {
   return { ...(commitPods !== undefined ? { commitPods } : {}), ...(sourcePod !== undefined ? { sourcePod } : {}) };
 }
 
-/** Equal as stored: the same fields with the same values (observedGeneration is Metacontroller's). */
+/**
+ * Equal as Metacontroller compares them: the same fields with the same values, observedGeneration
+ * included (Metacontroller sets it to metadata.generation, which the API server bumps when it marks
+ * an object for deletion, so the first finalize call always has a status to write).
+ */
 export function sameStatus(a: SandboxSnapshotStatus | undefined, b: SandboxSnapshotStatus | undefined): boolean {
   const canon = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(canon);
     if (v !== null && typeof v === "object") {
       return Object.fromEntries(
         Object.entries(v as Record<string, unknown>)
-          .filter(([k, x]) => x !== undefined && k !== "observedGeneration")
+          .filter(([, x]) => x !== undefined)
           .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
           .map(([k, x]) => [k, canon(x)]),
       );
@@ -78,6 +82,7 @@ export function decideFinalize(
   const ignored: Ignored[] = [];
   let status: SandboxSnapshotStatus = { ...prev, deletionPolicy: effectiveDeletionPolicy(snap) };
   if (cleanup?.cleanup !== undefined) status.cleanup = cleanup.cleanup;
+  if (snap.metadata.generation !== undefined) status.observedGeneration = snap.metadata.generation;
 
   const children: Job[] = [];
   let resync: number | undefined = cleanup?.resyncAfterSeconds;

@@ -7,6 +7,7 @@
 // Job), deletion (finalize: registry clean-up, finalizer removed) and a snapshot that waits for its
 // source.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Watch } from "@kubernetes/client-node";
 import { missingComponents } from "../support/components.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
@@ -30,6 +31,7 @@ import {
   waitForJobPod,
   waitForSnapshot,
   type E2E,
+  type Snapshot,
 } from "../support/cluster-e2e.js";
 import { exec, labelPodUid, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
@@ -211,9 +213,29 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     const accept = { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" };
     expect((await fetch(manifestUrl, { method: "HEAD", headers: accept })).status).toBe(200);
 
-    await e.cluster.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: SNAPSHOTS, name: "snap-pod" });
-    await waitFor("snapshot snap-pod gone (finalized)", async () => (await getSnapshot(e.cluster, ns, "snap-pod")) === undefined, 60_000);
+    // Every stored version of the snapshot until it is gone: the clean-up result must be written
+    // before the finalizer is removed (a status returned with `finalized: true` is never stored).
+    const stored: { type: string; obj: Snapshot }[] = [];
+    const watch = await new Watch(e.cluster.kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${SNAPSHOTS}`,
+      // From the version just read: a watch "from now" can time out (504) while the API server's watch
+      // cache waits for a revision of another resource (this etcd sends no progress notifications).
+      { fieldSelector: "metadata.name=snap-pod", resourceVersion: snap?.metadata?.resourceVersion },
+      (type: string, obj: Snapshot) => stored.push({ type, obj }),
+      () => undefined,
+    );
+    try {
+      await e.cluster.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: SNAPSHOTS, name: "snap-pod" });
+      await waitFor("snapshot snap-pod gone (finalized)", async () => (await getSnapshot(e.cluster, ns, "snap-pod")) === undefined, 60_000);
+      await waitFor("the watch saw the deletion", () => Promise.resolve(stored.some((w) => w.type === "DELETED")), 10_000);
+    } finally {
+      watch.abort();
+    }
     expect((await fetch(manifestUrl, { method: "HEAD", headers: accept })).status).toBe(404);
+    expect(stored.filter((w) => w.type === "ERROR")).toEqual([]);
+    // The DELETED event carries the last stored version.
+    const last = stored.find((w) => w.type === "DELETED")?.obj;
+    expect(last?.status?.cleanup).toMatchObject({ state: "Done", deletedDigests: [digest] });
   });
 
   it("a snapshot created before its BatchSandbox waits in Pending, then proceeds when the sandbox's pod runs", async () => {

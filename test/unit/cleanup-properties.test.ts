@@ -53,7 +53,7 @@ describe("clean-up core properties", () => {
         expect(plan.action).toBe("wait");
         const fold = foldCleanup(r, cfg, new Date(now), plan);
         const res = finalize(r, cfg, new Date(now), fold);
-        expect(res.status).toEqual({ ...s, deletionPolicy: "Delete" });
+        expect(res.status).toEqual({ ...s, deletionPolicy: "Delete", observedGeneration: r.parent.metadata.generation });
         expect(res.resyncAfterSeconds).toBe(Math.max(1, Math.ceil((next - now) / 1000)));
       }),
     );

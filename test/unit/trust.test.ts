@@ -311,7 +311,21 @@ describe("finalize", () => {
     const second = finalize(deleting(first.status), cfg, t0, { cleanup: first.status.cleanup, finished: true });
     expect(second.status).toEqual(first.status);
     expect(second.finalized).toBe(true);
-    expect(sameStatus({ ...first.status, observedGeneration: 3 }, first.status)).toBe(true);
+    // Metacontroller compares observedGeneration too: it sets it to metadata.generation.
+    expect(sameStatus({ ...first.status, observedGeneration: 3 }, { ...first.status, observedGeneration: 2 })).toBe(false);
+  });
+
+  it("the generation the deletion bumped is written before finalizing, even when nothing else changes", () => {
+    // As the last sync stored it: observedGeneration 1. Marking the object deleted made it generation 2.
+    const stored: SandboxSnapshotStatus = { phase: "Failed", deletionPolicy: "Delete", observedGeneration: 1, conditions: [{ type: "ContainersResumed", status: "True", reason: "Unpaused", message: "resumed", lastTransitionTime: "2026-11-29T10:00:03Z" }] };
+    const req = deleting(stored);
+    req.parent.metadata.generation = 2;
+    const first = finalize(req, cfg, t0);
+    expect(first.finalized).toBe(false);
+    expect(first.status).toEqual({ ...stored, observedGeneration: 2 });
+    const second = finalize({ ...req, parent: { ...req.parent, status: first.status } }, cfg, t0);
+    expect(second.finalized).toBe(true);
+    expect(second.status).toEqual(first.status);
   });
 
   it("an in-flight commit is waited for until the bound after the deletion, then the unpause Job runs", () => {
