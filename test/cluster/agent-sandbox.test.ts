@@ -20,6 +20,7 @@ import {
 } from "../support/agent-sandbox-crd.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
+  commitEnv,
   GROUP,
   SNAPSHOTS,
   VERSION,
@@ -64,14 +65,7 @@ describe.skipIf(missing)("agent-sandbox Sandbox: snapshot → Suspended → resu
     // Metacontroller starts once the Sandbox CRD is served, so the first customize answer can relate it.
     e = await startE2E({
       metacontroller: false,
-      env: {
-        SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
-        SNAPSHOT_REGISTRY_INSECURE: "true",
-        CONTAINERD_SOCKET: cd.socket,
-        CONTAINERD_ROOT: cd.root,
-        SNAPSHOT_SCRATCH_LIMIT: "1Gi",
-        SOURCE_WAIT_SECONDS: "600",
-      },
+      env: commitEnv(cd, reg, { SOURCE_WAIT_SECONDS: "600" }),
     });
     await e.cluster.apply([agentSandboxCrd]);
     await e.cluster.waitForCrds([AGENT_SANDBOX_CRD]);

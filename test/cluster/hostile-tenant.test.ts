@@ -14,6 +14,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { missingComponents } from "../support/components.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
+  commitEnv,
   GROUP,
   SNAPSHOTS,
   createNamespace,
@@ -32,7 +33,7 @@ import {
   waitForSnapshot,
   type E2E,
 } from "../support/cluster-e2e.js";
-import { removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
+import { labelPodUid, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
 
 const missing = missingClusterComponents() ?? missingComponents(["containerd", "runc", "ctr", "docker-registry"]);
@@ -58,13 +59,7 @@ describe.skipIf(missing)("a hostile namespace editor cannot change a snapshot's 
     cd = await startContainerd();
     reg = await startRegistry();
     e = await startE2E({
-      env: {
-        SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
-        SNAPSHOT_REGISTRY_INSECURE: "true",
-        CONTAINERD_SOCKET: cd.socket,
-        CONTAINERD_ROOT: cd.root,
-        SNAPSHOT_SCRATCH_LIMIT: "1Gi",
-      },
+      env: commitEnv(cd, reg),
     });
     await createNode(e.cluster, NODE);
     await createNamespace(e.cluster, NS);
@@ -88,10 +83,9 @@ describe.skipIf(missing)("a hostile namespace editor cannot change a snapshot's 
         subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: MALLORY }],
       }),
     ]);
-    // The pod first, then its container with the pod's UID label (the committer checks SNAPSHOT_POD_UID).
-    const id = `sbx-main-${String(Date.now())}`;
-    const pod = await createRunningPod(e.cluster, NS, "sbx", NODE, ["main"], {}, { main: id });
-    containerId = await runContainer(cd, "sbx", NS, "main", { id, labels: { "io.kubernetes.pod.uid": pod.metadata?.uid ?? "" } });
+    // The container carries its pod's UID label, as the kubelet's would (the committer checks SNAPSHOT_POD_UID).
+    containerId = await runContainer(cd, "sbx", NS, "main");
+    await labelPodUid(cd, containerId, (await createRunningPod(e.cluster, NS, "sbx", NODE, ["main"], {}, { main: containerId })).metadata?.uid);
   }, 600_000);
 
   afterAll(async () => {

@@ -11,6 +11,7 @@ import { Watch } from "@kubernetes/client-node";
 import { missingComponents } from "../support/components.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
+  commitEnv,
   GROUP,
   SNAPSHOTS,
   VERSION,
@@ -53,14 +54,7 @@ describe.skipIf(missing)("SandboxSnapshot end to end (real API server, Metacontr
     cd = await startContainerd();
     reg = await startRegistry();
     e = await startE2E({
-      env: {
-        SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
-        SNAPSHOT_REGISTRY_INSECURE: "true",
-        CONTAINERD_SOCKET: cd.socket,
-        CONTAINERD_ROOT: cd.root,
-        SNAPSHOT_SCRATCH_LIMIT: "1Gi",
-        SOURCE_WAIT_SECONDS: "600",
-      },
+      env: commitEnv(cd, reg, { SOURCE_WAIT_SECONDS: "600" }),
     });
     await createNode(e.cluster, NODE);
   }, 600_000);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { missingComponents } from "../support/components.js";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import {
+  commitEnv,
   GROUP,
   SNAPSHOTS,
   VERSION,
@@ -57,15 +58,11 @@ describe.skipIf(missing)("SandboxSnapshot end to end with registry credentials",
     reg = await startRegistry({ htpasswd: { [USER]: PASSWORD } });
     const cleanupConfig = join(writeDockerConfig(dir, reg.host, { username: USER, password: PASSWORD }), "config.json");
     e = await startE2E({
-      env: {
-        SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
+      env: commitEnv(cd, reg, {
         SNAPSHOT_REPOSITORY_TEMPLATE: "{registry}/{namespace}/{source}-{container}",
-        SNAPSHOT_REGISTRY_INSECURE: "true",
         SNAPSHOT_PUSH_SECRET: SECRET,
         REGISTRY_CLEANUP_DOCKER_CONFIG: cleanupConfig,
-        CONTAINERD_SOCKET: cd.socket,
-        CONTAINERD_ROOT: cd.root,
-      },
+      }),
     });
     await createNode(e.cluster, NODE);
     await createNamespace(e.cluster, NS);

@@ -16,6 +16,8 @@ import { startServer, type RunningServer } from "../../src/server/app.js";
 import { createImageVerifier } from "../../src/server/image-verifier.js";
 import { createCleanupRunner } from "../../src/server/cleanup-runner.js";
 import { readManifests, startCluster, waitFor, type Cluster, type ClusterOptions } from "./cluster.js";
+import type { Containerd } from "./containerd.js";
+import type { TestRegistry } from "./registry.js";
 
 export const SNAPSHOT_CRD_FILE = fileURLToPath(new URL("../../crds/sandboxsnapshot.crd.yaml", import.meta.url));
 export const COMPOSITE_CONTROLLER_FILE = fileURLToPath(new URL("../../metacontroller/compositecontroller.yaml", import.meta.url));
@@ -70,6 +72,18 @@ export const batchSandboxCrd: KubernetesObject = plain({
     ],
   },
 });
+
+/** The hook server's settings for commits on the test containerd, pushed to the test registry (plain HTTP). */
+export function commitEnv(cd: Containerd, reg: TestRegistry, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    SNAPSHOT_REGISTRY: `${reg.host}/snapshots`,
+    SNAPSHOT_REGISTRY_INSECURE: "true",
+    CONTAINERD_SOCKET: cd.socket,
+    CONTAINERD_ROOT: cd.root,
+    SNAPSHOT_SCRATCH_LIMIT: "1Gi",
+    ...extra,
+  };
+}
 
 /**
  * Our CompositeController with every hook's `service:` replaced by `url: http://127.0.0.1:<port><path>`.
