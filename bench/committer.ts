@@ -527,10 +527,10 @@ async function runDiffService(env: Env, pod: Pod, tag: string): Promise<DiffServ
         // as nerdctl's commit does it: a view of the parent, then Diff(parent view, container snapshot)
         const info = await client.statSnapshot(t.snapshotter, t.snapshotKey);
         const key = `${lease}-view-${i}`;
-        const left = await client.viewSnapshot(t.snapshotter, key, info.parent, lease);
+        const left = await client.leased(lease).viewSnapshot(t.snapshotter, key, info.parent);
         views.push({ snapshotter: t.snapshotter, key });
         const right = await client.snapshotMounts(t.snapshotter, t.snapshotKey);
-        const desc = await client.diff(left, right, GZIP_MEDIA_TYPE, `${lease}-${i}`, lease, 600_000);
+        const desc = await client.leased(lease).diff(left, right, GZIP_MEDIA_TYPE, `${lease}-${i}`, 600_000);
         layerBytes += desc.size;
       }
     } finally {

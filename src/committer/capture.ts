@@ -6,7 +6,7 @@
 import { readFile, access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { ContainerdClient } from "../containerd/client.js";
+import type { ContainerdClient, LeasedClient } from "../containerd/client.js";
 import type { Mount } from "../containerd/types.js";
 import { Freezer, type FreezeLog } from "./freeze.js";
 import { encodeLayer, NeedsDiffService, toOciLayer, TRUSTED_OVERLAY, USER_OVERLAY, type LayerBytes } from "./layer.js";
@@ -122,11 +122,11 @@ export async function planCapture(client: ContainerdClient, t: TargetContainer, 
  * The layer's uncompressed tar as a stream, and its diff_id once read. Upper directories: made now, from
  * the raw capture (conversion to OCI form here, after the thaw).
  */
-export function layerBytes(client: ContainerdClient, layer: CapturedLayer, lease: string): LayerBytes {
+export function layerBytes(client: LeasedClient, layer: CapturedLayer): LayerBytes {
   const src = layer.source;
   if (src.kind === "upper") return encodeLayer(toOciLayer(src.upper.entries(), src.overlayPrefix));
   const chunks = (async function* (): AsyncGenerator<Buffer> {
-    yield* client.readContent(src.digest, lease);
+    yield* client.readContent(src.digest);
   })();
   return { chunks, result: () => ({ diffId: src.diffId, size: src.size, entries: 0 }) };
 }
@@ -137,11 +137,10 @@ export function disposeLayer(layer: CapturedLayer): void {
 }
 
 export async function capture<T extends CaptureItem>(
-  client: ContainerdClient,
+  client: LeasedClient,
   items: readonly T[],
   s: CaptureSettings,
   scratch: Scratch,
-  lease: string,
   log: FreezeLog,
   hooks: CaptureHooks = {},
 ): Promise<CaptureResult<T>> {
@@ -165,8 +164,8 @@ export async function capture<T extends CaptureItem>(
     log(`container ${j.item.container.name}: using containerd's Diff service (${reason})`);
     const t = j.item.container;
     j.plan = { kind: "diff", right: j.plan.right, parent: j.plan.parent, reason };
-    const key = `${lease}-parent-${t.name}-${tag}`;
-    const mounts = t.snapshotter && j.plan.parent ? await client.viewSnapshot(t.snapshotter, key, j.plan.parent, lease) : [];
+    const key = `${client.lease}-parent-${t.name}-${tag}`;
+    const mounts = t.snapshotter && j.plan.parent ? await client.viewSnapshot(t.snapshotter, key, j.plan.parent) : [];
     j.view = { key, mounts };
   };
   try {
@@ -225,7 +224,7 @@ export async function capture<T extends CaptureItem>(
         layers.push({ item: j.item, method: "upperdir", source: { kind: "upper", upper: j.upper, overlayPrefix: j.plan.overlayPrefix }, passes: j.upper.passes, frozen });
       } else {
         const remaining = Math.max(1000, s.maxFreezeSeconds * 1000 - freezer.freezeMillis);
-        const desc = await client.diff(j.view?.mounts ?? [], j.plan.right, MEDIA_TYPE_LAYER_TAR, `${lease}-diff-${i}-${tag}`, lease, remaining);
+        const desc = await client.diff(j.view?.mounts ?? [], j.plan.right, MEDIA_TYPE_LAYER_TAR, `${client.lease}-diff-${i}-${tag}`, remaining);
         const info = await client.contentInfo(desc.digest);
         const diffId = info.labels["containerd.io/uncompressed"] ?? desc.digest;
         layers.push({ item: j.item, method: "diff-service", source: { kind: "content", digest: desc.digest, diffId, size: desc.size }, passes: [] });

@@ -1,9 +1,9 @@
 // The committer's two operations. commit: look up → check (runtime, base image, registry) → lease →
 // capture (the only frozen part) → compress → assemble → push. unpause: resume a pod's paused
 // containers. Containers are running again whenever these return or throw.
-import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
-import { ContainerdError, type ContainerdClient } from "../containerd/client.js";
+import { ContainerdError, type ContainerdClient, type LeasedClient } from "../containerd/client.js";
+import { withLease } from "../containerd/lease.js";
 import { RegistryClient } from "../registry/client.js";
 import { isRegistryError } from "../registry/errors.js";
 import type { RegistryLogger } from "../registry/log.js";
@@ -142,26 +142,25 @@ async function prepare(
 
 /** Makes the layer from its capture while compressing it onto the scratch volume. */
 async function compress(
-  client: ContainerdClient,
+  client: LeasedClient,
   layer: CapturedLayer<ContainerCommit>,
   s: CommitterSettings,
   scratch: Scratch,
-  lease: string,
 ): Promise<{ blob: CompressedBlob; diffId: string }> {
   const out = scratch.file(`${layer.item.target.container}.${s.compression === "zstd" ? "tar.zst" : "tar.gz"}`);
-  const bytes = layerBytes(client, layer, lease);
+  const bytes = layerBytes(client, layer);
   const blob = await compressLayer(bytes.chunks, out, s.compression, scratch.available());
   return { blob, diffId: bytes.result().diffId };
 }
 
 async function push(
   deps: CommitDeps,
+  client: LeasedClient,
   registries: Registries,
   p: ContainerCommit,
   blob: CompressedBlob,
   diffId: string,
   s: CommitterSettings,
-  lease: string,
 ): Promise<CommittedContainer> {
   const { ref } = p.target;
   const reg = await registries.get(ref.registry);
@@ -178,7 +177,7 @@ async function push(
     const remote = p.remoteLayers.has(digest) && p.source !== undefined ? p.source : undefined;
     const open = async (): Promise<Readable> => {
       if (remote !== undefined) return (await registries.get(remote.registry)).openBlob(remote.repository, digest);
-      return Readable.from(deps.client.readContent(digest, lease));
+      return Readable.from(client.readContent(digest));
     };
     const r = await reg.pushBlob(ref.repository, { open }, { digest, mountFrom });
     deps.log.info(`${p.target.container}: base layer ${digest} ${r.outcome}`);
@@ -217,52 +216,54 @@ export async function commit(
   const prepared: ContainerCommit[] = [];
   for (const [i, t] of targets.entries()) prepared.push(await prepare(deps, registries, t, containers[i] as TargetContainer));
 
-  const lease = `image-committer-${randomBytes(6).toString("hex")}`;
-  const expire = new Date(Date.now() + LEASE_EXPIRY_MS).toISOString().replace(/\.\d+Z$/, "Z");
-  await client.createLease(lease, { "containerd.io/gc.expire": expire });
-  const scratch = new Scratch(s.scratchDir, s.scratchLimitBytes);
-  let layers: CapturedLayer<ContainerCommit>[] = [];
-  try {
-    // ---- pre-copy, then the freeze -------------------------------------------------------------
-    const captured = await capture(
-      client,
-      prepared,
-      {
-        maxFreezeSeconds: s.maxFreezeSeconds,
-        containerdRoot: s.containerdRoot,
-        tarCommand: s.tarCommand,
-        maxPrecopyPasses: s.precopyPasses,
-        freezeOwner: s.snapshotUid,
-      },
-      scratch,
-      lease,
-      (m) => {
-        log.info(m);
-      },
-      deps.hooks ?? {},
-    );
-    layers = captured.layers;
-    log.info(
-      `captured ${layers.length} container(s), ${captured.frozenBytes} bytes read while frozen; frozen for ${captured.freezeMillis} ms`,
-    );
+  const leaseOptions = {
+    prefix: "image-committer",
+    ttlMs: LEASE_EXPIRY_MS,
+    onDeleteError: (m: string) => {
+      log.warn(m);
+    },
+  };
+  return withLease(client, leaseOptions, async (leased) => {
+    const scratch = new Scratch(s.scratchDir, s.scratchLimitBytes);
+    let layers: CapturedLayer<ContainerCommit>[] = [];
+    try {
+      // ---- pre-copy, then the freeze -------------------------------------------------------------
+      const captured = await capture(
+        leased,
+        prepared,
+        {
+          maxFreezeSeconds: s.maxFreezeSeconds,
+          containerdRoot: s.containerdRoot,
+          tarCommand: s.tarCommand,
+          maxPrecopyPasses: s.precopyPasses,
+          freezeOwner: s.snapshotUid,
+        },
+        scratch,
+        (m) => {
+          log.info(m);
+        },
+        deps.hooks ?? {},
+      );
+      layers = captured.layers;
+      log.info(
+        `captured ${layers.length} container(s), ${captured.frozenBytes} bytes read while frozen; frozen for ${captured.freezeMillis} ms`,
+      );
 
-    // ---- after the resume: make the layer while compressing, assemble, push ---------------------
-    await deps.hooks?.beforePush?.();
-    const results: CommittedContainer[] = [];
-    for (const layer of layers) {
-      const { blob, diffId } = await compress(client, layer, s, scratch, lease);
-      disposeLayer(layer);
-      results.push(await push(deps, registries, layer.item, blob, diffId, s, lease));
-      scratch.remove(blob.path);
+      // ---- after the resume: make the layer while compressing, assemble, push ---------------------
+      await deps.hooks?.beforePush?.();
+      const results: CommittedContainer[] = [];
+      for (const layer of layers) {
+        const { blob, diffId } = await compress(leased, layer, s, scratch);
+        disposeLayer(layer);
+        results.push(await push(deps, leased, registries, layer.item, blob, diffId, s));
+        scratch.remove(blob.path);
+      }
+      return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.frozenBytes };
+    } finally {
+      for (const l of layers) disposeLayer(l);
+      scratch.removeAll();
     }
-    return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.frozenBytes };
-  } finally {
-    for (const l of layers) disposeLayer(l);
-    scratch.removeAll();
-    await client.deleteLease(lease).catch((e: unknown) => {
-      log.warn(`could not delete lease ${lease} (it expires by itself at ${expire}): ${e instanceof Error ? e.message : String(e)}`);
-    });
-  }
+  });
 }
 
 export interface UnpauseOutcome {

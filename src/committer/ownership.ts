@@ -7,6 +7,7 @@
 // docs/committer.md "Who owns a freeze" has the rules.
 import { createHash, randomBytes } from "node:crypto";
 import { ContainerdError } from "../containerd/client.js";
+import { LABEL_GC_EXPIRE, gcTime } from "../containerd/lease.js";
 import type { Lease, ProcessStatus } from "../containerd/types.js";
 
 export const FREEZE_RECORD_PREFIX = "sandbox-snapshot-freeze-";
@@ -15,7 +16,6 @@ export const LABEL_FREEZE_OWNER = "sandbox.opensandbox.io/freeze-owner";
 export const LABEL_FREEZE_TOKEN = "sandbox.opensandbox.io/freeze-token";
 export const LABEL_FREEZE_CONTAINER = "sandbox.opensandbox.io/freeze-container";
 export const LABEL_FREEZE_EXPIRES = "sandbox.opensandbox.io/freeze-expires";
-const LABEL_GC_EXPIRE = "containerd.io/gc.expire";
 
 /**
  * Added to the holder's watchdog bound: its resume retries and the release take seconds. Safety does
@@ -58,17 +58,13 @@ export function recordId(containerId: string): string {
   return `${FREEZE_RECORD_PREFIX}${hash(containerId)}`;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
-}
-
 export function recordLabels(containerId: string, owner: string, token: string, expiresAt: number): Record<string, string> {
   return {
     [LABEL_FREEZE_OWNER]: owner,
     [LABEL_FREEZE_TOKEN]: token,
     [LABEL_FREEZE_CONTAINER]: containerId,
     [LABEL_FREEZE_EXPIRES]: new Date(expiresAt).toISOString(),
-    [LABEL_GC_EXPIRE]: iso(expiresAt + RECORD_RETENTION_MS),
+    [LABEL_GC_EXPIRE]: gcTime(expiresAt + RECORD_RETENTION_MS),
   };
 }
 
@@ -258,7 +254,7 @@ export class FreezeOwnership {
     const tid = `${TAKEOVER_PREFIX}${hash(`${stale.id}/${stale.token}`)}`;
     const expires = this.now() + TAKEOVER_LIFETIME_MS;
     try {
-      await this.store.createLease(tid, { [LABEL_FREEZE_EXPIRES]: new Date(expires).toISOString(), [LABEL_GC_EXPIRE]: iso(expires + RECORD_RETENTION_MS) });
+      await this.store.createLease(tid, { [LABEL_FREEZE_EXPIRES]: new Date(expires).toISOString(), [LABEL_GC_EXPIRE]: gcTime(expires + RECORD_RETENTION_MS) });
     } catch (e) {
       if (!(e instanceof ContainerdError && e.alreadyExists)) throw e;
       const t = (await this.store.listLeases([`id==${tid}`])).find((l) => l.id === tid);

@@ -65,7 +65,6 @@ export interface ContainerdOptions {
 
 interface CallOptions {
   readonly timeoutMs?: number;
-  readonly lease?: string;
 }
 
 function socketAddress(socket: string): string {
@@ -73,23 +72,40 @@ function socketAddress(socket: string): string {
   return `unix://${socket}`;
 }
 
+/** A client whose every call runs under one containerd lease (see `ContainerdClient.leased`). */
+export type LeasedClient = ContainerdClient & { readonly lease: string };
+
 export class ContainerdClient {
   readonly socket: string;
   readonly namespace: string;
+  /** The lease every call of this client runs under (what the calls create is kept from containerd's GC). */
+  readonly lease: string | undefined;
   private readonly client: grpc.Client;
   private readonly timeoutMs: number;
 
-  constructor(opts: ContainerdOptions) {
+  constructor(opts: ContainerdOptions, shared?: { readonly client: grpc.Client; readonly lease: string }) {
     this.socket = opts.socket;
     this.namespace = opts.namespace;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
-    this.client = new grpc.Client(socketAddress(opts.socket), grpc.credentials.createInsecure(), {
-      // containerd's own clients raise the limits: manifests, specs and content chunks can be large.
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      "grpc.max_send_message_length": 64 * 1024 * 1024,
-    });
+    this.lease = shared?.lease;
+    this.client =
+      shared?.client ??
+      new grpc.Client(socketAddress(opts.socket), grpc.credentials.createInsecure(), {
+        // containerd's own clients raise the limits: manifests, specs and content chunks can be large.
+        "grpc.max_receive_message_length": 64 * 1024 * 1024,
+        "grpc.max_send_message_length": 64 * 1024 * 1024,
+      });
   }
 
+  /**
+   * The same connection with every call under lease `id` (created by the caller, see withLease), so
+   * views, diffs and content reads cannot be garbage-collected mid-commit and no call can forget it.
+   */
+  leased(id: string): LeasedClient {
+    return new ContainerdClient({ socket: this.socket, namespace: this.namespace, timeoutMs: this.timeoutMs }, { client: this.client, lease: id }) as LeasedClient;
+  }
+
+  /** Closes the connection (shared with the clients `leased()` made from this one). */
   close(): void {
     this.client.close();
   }
@@ -101,10 +117,10 @@ export class ContainerdClient {
     return m as MethodDefinition<object, unknown>;
   }
 
-  private metadata(lease: string | undefined): grpc.Metadata {
+  private metadata(): grpc.Metadata {
     const md = new grpc.Metadata();
     md.set("containerd-namespace", this.namespace);
-    if (lease !== undefined) md.set("containerd-lease", lease);
+    if (this.lease !== undefined) md.set("containerd-lease", this.lease);
     return md;
   }
 
@@ -129,7 +145,7 @@ export class ContainerdClient {
         m.requestSerialize,
         m.responseDeserialize,
         req,
-        this.metadata(opts.lease),
+        this.metadata(),
         { deadline: Date.now() + (opts.timeoutMs ?? this.timeoutMs) },
         (err, res) => {
           if (err) reject(this.wrap(rpc, err));
@@ -147,7 +163,7 @@ export class ContainerdClient {
       m.requestSerialize,
       m.responseDeserialize,
       req,
-      this.metadata(opts.lease),
+      this.metadata(),
       opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {},
     );
     const wrap = (err: grpc.ServiceError): ContainerdError => this.wrap(rpc, err);
@@ -214,13 +230,8 @@ export class ContainerdClient {
     return res.info;
   }
 
-  async viewSnapshot(snapshotter: string, key: string, parent: string, lease?: string): Promise<Mount[]> {
-    const res = await this.unary<{ mounts: Mount[] }>(
-      "snapshots.v1.Snapshots",
-      "View",
-      { snapshotter, key, parent, labels: {} },
-      { lease },
-    );
+  async viewSnapshot(snapshotter: string, key: string, parent: string): Promise<Mount[]> {
+    const res = await this.unary<{ mounts: Mount[] }>("snapshots.v1.Snapshots", "View", { snapshotter, key, parent, labels: {} });
     return res.mounts;
   }
 
@@ -239,13 +250,8 @@ export class ContainerdClient {
   }
 
   /** Streams a blob from the content store. */
-  async *readContent(digest: string, lease?: string): AsyncGenerator<Buffer> {
-    const stream = this.serverStream<{ offset: number; data: Buffer }>(
-      "content.v1.Content",
-      "Read",
-      { digest, offset: 0, size: 0 },
-      { lease },
-    );
+  async *readContent(digest: string): AsyncGenerator<Buffer> {
+    const stream = this.serverStream<{ offset: number; data: Buffer }>("content.v1.Content", "Read", { digest, offset: 0, size: 0 });
     for await (const chunk of stream) yield chunk.data;
   }
 
@@ -280,15 +286,9 @@ export class ContainerdClient {
     right: Mount[],
     mediaType: string,
     ref: string,
-    lease: string | undefined,
     timeoutMs: number,
   ): Promise<Descriptor> {
-    const res = await this.unary<{ diff: Descriptor }>(
-      "diff.v1.Diff",
-      "Diff",
-      { left, right, media_type: mediaType, ref, labels: {} },
-      { lease, timeoutMs },
-    );
+    const res = await this.unary<{ diff: Descriptor }>("diff.v1.Diff", "Diff", { left, right, media_type: mediaType, ref, labels: {} }, { timeoutMs });
     return res.diff;
   }
 }

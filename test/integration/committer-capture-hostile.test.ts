@@ -54,13 +54,13 @@ describe.skipIf(missing)("committer capture of hostile trees (real containerd + 
     const dir = mkdtempSync(join(work, "scratch-"));
     const scratch = new Scratch(dir, over.scratchLimitBytes ?? GiB);
     const targets = await findTargets(client, pod, "ns", ["main"]);
-    const r = await capture(client, targets.map((container) => ({ container })), { maxFreezeSeconds: 60, containerdRoot: cd.root, ...over }, scratch, lease, log, hooks);
+    const r = await capture(client.leased(lease), targets.map((container) => ({ container })), { maxFreezeSeconds: 60, containerdRoot: cd.root, ...over }, scratch, log, hooks);
     return { r, lease, scratch };
   }
 
   const layerOf = (l: CapturedLayer | undefined, lease: string): AsyncIterable<Buffer> => {
     if (l === undefined) throw new Error("no layer");
-    return layerBytes(client, l, lease).chunks;
+    return layerBytes(client.leased(lease), l).chunks;
   };
 
   /** A capture that must be refused before any freeze, leaving the container running. */

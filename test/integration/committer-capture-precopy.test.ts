@@ -181,11 +181,10 @@ describe.skipIf(missing)("committer pre-copy: the committed tree is the frozen t
       for (const o of sc.tree) apply(base, o);
       const targets = await findTargets(client, pod, "ns", ["main"]);
       const r = await capture(
-        client,
+        client.leased(lease),
         targets.map((container) => ({ container })),
         { maxFreezeSeconds: 60, containerdRoot: cd.root, maxPrecopyPasses: sc.passes, ...over },
         new Scratch(scratchDir, 1024 ** 3),
-        lease,
         () => undefined,
         {
           onPrecopyPass: (_c, pass) => {
@@ -200,7 +199,7 @@ describe.skipIf(missing)("committer pre-copy: the committed tree is the frozen t
       const oursParts: Buffer[] = [];
       const layer = r.layers[0];
       if (layer === undefined) throw new Error("no layer");
-      for await (const c of layerBytes(client, layer, lease).chunks) oursParts.push(c);
+      for await (const c of layerBytes(client.leased(lease), layer).chunks) oursParts.push(c);
       const fullParts: Buffer[] = [];
       const full = encodeLayer(toOciLayer(readTar(Readable.from([readFileSync(fullTar)]) as AsyncIterable<Buffer>)));
       for await (const c of full.chunks) fullParts.push(c);

@@ -79,12 +79,12 @@ describe.skipIf(missing)("committer capture (real containerd)", () => {
     hooks: CaptureHooks = {},
     leaseId?: string,
   ): Promise<CaptureResult> =>
-    capture(client, targets.map((container) => ({ container })), settings(over), new Scratch(scratch, over.scratchLimitBytes ?? 1024 ** 3), leaseId ?? (await lease()), log, hooks);
+    capture(client.leased(leaseId ?? (await lease())), targets.map((container) => ({ container })), settings(over), new Scratch(scratch, over.scratchLimitBytes ?? 1024 ** 3), log, hooks);
   /** A captured layer's uncompressed tar. */
   const tarOf = async (l: CapturedLayer | undefined, leaseId: string): Promise<Buffer> => {
     if (l === undefined) throw new Error("no layer");
     const parts: Buffer[] = [];
-    for await (const c of layerBytes(client, l, leaseId).chunks) parts.push(c);
+    for await (const c of layerBytes(client.leased(leaseId), l).chunks) parts.push(c);
     return Buffer.concat(parts);
   };
   const logs: string[] = [];
@@ -112,11 +112,12 @@ describe.skipIf(missing)("committer capture (real containerd)", () => {
   async function diffServiceLayer(id: string, leaseId: string): Promise<Buffer> {
     const c = await client.getContainer(id);
     const info = await client.statSnapshot(c.snapshotter, c.snapshot_key);
-    const left = await client.viewSnapshot(c.snapshotter, `${leaseId}-view`, info.parent, leaseId);
+    const leased = client.leased(leaseId);
+    const left = await leased.viewSnapshot(c.snapshotter, `${leaseId}-view`, info.parent);
     const right = await client.snapshotMounts(c.snapshotter, c.snapshot_key);
-    const desc = await client.diff(left, right, "application/vnd.oci.image.layer.v1.tar", `${leaseId}-diff`, leaseId, 60_000);
+    const desc = await leased.diff(left, right, "application/vnd.oci.image.layer.v1.tar", `${leaseId}-diff`, 60_000);
     const parts: Buffer[] = [];
-    for await (const b of client.readContent(desc.digest, leaseId)) parts.push(b);
+    for await (const b of leased.readContent(desc.digest)) parts.push(b);
     await client.removeSnapshot(c.snapshotter, `${leaseId}-view`);
     return Buffer.concat(parts);
   }

@@ -24,10 +24,10 @@ try {
   await client.createLease(lease, {});
   const targets = await findTargets(client, pod, "ns", ["main"]);
   const scratch = new Scratch(scratchDir, 8 * 1024 ** 3);
-  const r = await capture(client, targets.map((container) => ({ container })), { maxFreezeSeconds: 120, containerdRoot: root }, scratch, lease, () => undefined);
+  const r = await capture(client.leased(lease), targets.map((container) => ({ container })), { maxFreezeSeconds: 120, containerdRoot: root }, scratch, () => undefined);
   const layer = r.layers[0];
   if (layer === undefined) throw new Error("no layer");
-  const bytes = layerBytes(client, layer, lease);
+  const bytes = layerBytes(client.leased(lease), layer);
   const blob = await compressLayer(bytes.chunks, join(scratchDir, "layer.tar.gz"), "gzip", scratch.available());
   sample();
   const entries = layer.frozen?.entries ?? 0;
