@@ -1,0 +1,210 @@
+// The user's journey on a real single-node cluster (nothing plays the kubelet): the product installed
+// with `kubectl apply -k deploy/overlays/test-node` from images built from source, Metacontroller in the
+// cluster, a real kubelet running the sandbox pods and the commit Job's pod (the committer image, with
+// its mounts, privileges and the real termination message), the kubelet pulling the snapshot images
+// from the registry on resume. See docs/cluster-tests.md "The node suite".
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { V1Pod } from "@kubernetes/client-node";
+import { missingClusterComponents, waitFor } from "../support/cluster.js";
+import { COMMITTER_IMAGE, SANDBOX_IMAGE, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
+
+const missing = missingClusterComponents({ node: true }) ?? missingImages();
+const NS = "sandboxes";
+
+interface SnapshotStatus {
+  phase?: string;
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  containers?: { containerName: string; imageUri?: string; imageDigest?: string }[];
+  freezeMilliseconds?: number;
+}
+
+describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd CRI, installed product)", () => {
+  let env: InstalledCluster | undefined;
+  const e = (): InstalledCluster => {
+    if (!env) throw new Error("environment not started");
+    return env;
+  };
+  const kubectl = (args: string[], input?: string): Promise<string> => e().kubectl(args, input);
+  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kubectl([...args, "-o", "json"])) as T;
+  const sh = (pod: string, container: string, script: string): Promise<string> =>
+    kubectl(["-n", NS, "exec", pod, "-c", container, "--", "sh", "-c", script]);
+
+  beforeAll(async () => {
+    env = await startInstalledCluster();
+    // docs/quick-start.md step 3: the sandbox namespace.
+    await kubectl(["create", "namespace", NS]);
+    await kubectl(["label", "namespace", NS, "sandbox.opensandbox.io/sandbox-namespace=true"]);
+    await kubectl(["label", "namespace", NS, "pod-security.kubernetes.io/enforce=privileged", "--overwrite"]);
+  }, 900_000);
+
+  afterAll(async () => {
+    await env?.stop();
+  }, 120_000);
+
+  const podManifest = (name: string, images: Record<string, string>, extra: Record<string, unknown> = {}): string =>
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, namespace: NS },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        enableServiceLinks: false,
+        automountServiceAccountToken: false,
+        containers: Object.entries(images).map(([c, image]) => ({
+          name: c,
+          image,
+          imagePullPolicy: image === SANDBOX_IMAGE ? "IfNotPresent" : "Always",
+          command: ["/bin/sleep", "1000000"],
+          ...extra,
+        })),
+      },
+    });
+
+  const waitRunning = async (name: string, timeoutMs = 120_000): Promise<V1Pod> =>
+    waitFor(`pod ${name} Ready`, async () => {
+      const p = await json<V1Pod>(["-n", NS, "get", "pod", name]);
+      return p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true ? p : undefined;
+    }, timeoutMs, 500);
+
+  const waitGone = async (kind: string, name: string): Promise<void> => {
+    await waitFor(`${kind} ${name} gone`, async () => {
+      const r = await e().cluster.kubectlAsync(["-n", NS, "get", kind, name, "--ignore-not-found", "-o", "name"]);
+      return r.status === 0 && r.stdout.trim() === "";
+    }, 120_000, 500);
+  };
+
+  const snapshot = async (name: string, spec: Record<string, unknown>): Promise<void> => {
+    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "sandbox.opensandbox.io/v1alpha1", kind: "SandboxSnapshot", metadata: { name, namespace: NS }, spec }));
+  };
+
+  const waitFinal = async (name: string, timeoutMs = 240_000): Promise<SnapshotStatus> =>
+    waitFor(`snapshot ${name} final`, async () => {
+      const s = (await json<{ status?: SnapshotStatus }>(["-n", NS, "get", "sandboxsnapshot", name])).status;
+      return s?.phase === "Succeed" || s?.phase === "Failed" ? s : undefined;
+    }, timeoutMs, 1_000);
+
+  /** The registry's digest for a reference `host/repo:tag` (HEAD with the manifest types). */
+  const registryDigest = async (imageUri: string): Promise<string | undefined> => {
+    const slash = imageUri.indexOf("/");
+    const colon = imageUri.lastIndexOf(":");
+    const repo = imageUri.slice(slash + 1, colon);
+    const tag = imageUri.slice(colon + 1);
+    const r = await fetch(`${e().registry.httpUrl}/v2/${repo}/manifests/${tag}`, {
+      method: "HEAD",
+      headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
+    });
+    return r.status === 200 ? (r.headers.get("docker-content-digest") ?? undefined) : undefined;
+  };
+  const manifestStatus = async (imageUri: string, digest: string): Promise<number> => {
+    const repo = imageUri.slice(imageUri.indexOf("/") + 1, imageUri.lastIndexOf(":"));
+    const r = await fetch(`${e().registry.httpUrl}/v2/${repo}/manifests/${digest}`, {
+      method: "HEAD",
+      headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
+    });
+    return r.status;
+  };
+
+  let images: Record<string, string> = {};
+  let digests: Record<string, string> = {};
+
+  it("a 2-container sandbox pod's changes → SandboxSnapshot → the commit Job's pod runs the committer image on the kubelet → Succeed with the registry's digests", async () => {
+    await kubectl(["apply", "-f", "-"], podManifest("journey", { main: SANDBOX_IMAGE, side: SANDBOX_IMAGE }));
+    await waitRunning("journey");
+    // Writes, changes and deletes (a file, a directory replaced by a new one), through the kubelet's exec.
+    await sh("journey", "main", [
+      "echo created > /data/new.txt",
+      "echo changed > /data/keep/a.txt",
+      "rm /data/doomed.txt",
+      "rm -rf /data/replace && mkdir -p /data/replace && echo fresh > /data/replace/fresh.txt",
+      "ln -s keep/b.txt /data/link",
+    ].join(" && "));
+    await sh("journey", "side", "echo side > /etc/side.txt && rm /etc/base.txt && mkdir -p /var/cache/x && echo 1 > /var/cache/x/y");
+
+    await snapshot("journey-1", { podName: "journey" });
+    // The commit Job's pod is scheduled on the node and run by the kubelet with the committer image.
+    const jobPod = await waitFor("commit Job pod", async () => {
+      const list = await json<{ items: V1Pod[] }>(["-n", NS, "get", "pods", "-l", "job-name"]);
+      return list.items.find((p) => p.spec?.containers.some((c) => c.image === COMMITTER_IMAGE));
+    }, 120_000, 500);
+    expect(jobPod.spec?.nodeName).toBe(e().cluster.nodeName);
+    const status = await waitFinal("journey-1");
+    if (status.phase !== "Succeed") throw new Error(`snapshot failed: ${JSON.stringify(status.conditions)}`);
+    expect(status.containers?.map((c) => c.containerName).sort()).toEqual(["main", "side"]);
+    for (const c of status.containers ?? []) {
+      expect(c.imageUri, c.containerName).toBeTruthy();
+      expect(c.imageDigest, c.containerName).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(await registryDigest(c.imageUri ?? ""), c.containerName).toBe(c.imageDigest);
+      images[c.containerName] = c.imageUri ?? "";
+      digests[c.containerName] = c.imageDigest ?? "";
+    }
+    // The sandbox ran on during the snapshot and runs on after it (the freeze ended).
+    expect((await sh("journey", "main", "cat /data/new.txt")).trim()).toBe("created");
+  });
+
+  it("the sandbox pod deleted, a new pod from the snapshot images (pulled by the kubelet) shows exactly the changes", async () => {
+    expect(Object.keys(images)).toHaveLength(2);
+    await kubectl(["-n", NS, "delete", "pod", "journey", "--wait=true"]);
+    await waitGone("pod", "journey");
+    const byDigest = Object.fromEntries(Object.entries(images).map(([c, uri]) => [c, `${uri.slice(0, uri.lastIndexOf(":"))}@${digests[c] ?? ""}`]));
+    await kubectl(["apply", "-f", "-"], podManifest("journey-resumed", byDigest));
+    const pod = await waitRunning("journey-resumed", 180_000);
+    for (const cs of pod.status?.containerStatuses ?? []) expect(cs.imageID, cs.name).toContain(digests[cs.name] ?? "none");
+    const main = await sh("journey-resumed", "main", [
+      "cat /data/new.txt /data/keep/a.txt /data/keep/b.txt",
+      "ls /data/replace",
+      "readlink /data/link",
+      "test ! -e /data/doomed.txt && echo doomed-gone",
+      "cat /etc/base.txt",
+      "test ! -e /etc/side.txt && echo no-side",
+    ].join("; "));
+    expect(main.split("\n").filter(Boolean)).toEqual(["created", "changed", "b", "fresh.txt", "keep/b.txt", "doomed-gone", "from the base image", "no-side"]);
+    const side = await sh("journey-resumed", "side", "cat /etc/side.txt /var/cache/x/y; test ! -e /etc/base.txt && echo base-gone; cat /data/keep/a.txt; test -e /data/new.txt || echo no-new");
+    expect(side.split("\n").filter(Boolean)).toEqual(["side", "1", "base-gone", "a", "no-new"]);
+    await kubectl(["-n", NS, "delete", "pod", "journey-resumed", "--wait=false"]);
+  });
+
+  it("the snapshot deleted → its manifests are gone from the registry", async () => {
+    expect(Object.keys(digests)).toHaveLength(2);
+    for (const [c, d] of Object.entries(digests)) expect(await manifestStatus(images[c] ?? "", d), c).toBe(200);
+    await kubectl(["-n", NS, "delete", "sandboxsnapshot", "journey-1", "--wait=true", "--timeout=120s"]);
+    await waitGone("sandboxsnapshot", "journey-1");
+    for (const [c, d] of Object.entries(digests)) expect(await manifestStatus(images[c] ?? "", d), c).toBe(404);
+  });
+
+  it("registry down → Failed, the unpause Job runs, the sandbox runs again", async () => {
+    await kubectl(["apply", "-f", "-"], podManifest("outage", { main: SANDBOX_IMAGE }));
+    await waitRunning("outage");
+    await sh("outage", "main", "echo before > /data/outage.txt");
+    await e().registry.stop();
+    try {
+      await snapshot("outage-1", { podName: "outage" });
+      const status = await waitFinal("outage-1", 600_000);
+      expect(status.phase).toBe("Failed");
+      expect(status.conditions?.find((c) => c.type === "Failed")?.status).toBe("True");
+      await waitFor("ContainersResumed=True", async () => {
+        const s = (await json<{ status?: SnapshotStatus }>(["-n", NS, "get", "sandboxsnapshot", "outage-1"])).status;
+        return s?.conditions?.some((c) => c.type === "ContainersResumed" && c.status === "True") === true;
+      }, 180_000, 1_000);
+    } finally {
+      await e().registry.start();
+    }
+    // Not frozen: exec answers, and the container wrote on.
+    expect((await sh("outage", "main", "echo after >> /data/outage.txt && cat /data/outage.txt")).trim()).toBe("before\nafter");
+    const pod = await json<V1Pod>(["-n", NS, "get", "pod", "outage"]);
+    expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+  });
+
+  it("a sandbox with an exec liveness probe at default settings is not restarted by a snapshot", async () => {
+    await kubectl(["apply", "-f", "-"], podManifest("probed", { main: SANDBOX_IMAGE }, { livenessProbe: { exec: { command: ["/bin/true"] } } }));
+    await waitRunning("probed");
+    await snapshot("probed-1", { podName: "probed" });
+    const status = await waitFinal("probed-1");
+    expect(status.phase, JSON.stringify(status.conditions)).toBe("Succeed");
+    // Past a full default failure window (3 × 10 s) after the freeze: no restart, no failed probe.
+    await new Promise((r) => setTimeout(r, 35_000));
+    const pod = await json<V1Pod>(["-n", NS, "get", "pod", "probed"]);
+    expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+    const events = await kubectl(["-n", NS, "get", "events", "--field-selector", "involvedObject.name=probed", "-o", "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}"]);
+    expect(events.split("\n")).not.toContain("Unhealthy");
+  });
+});
