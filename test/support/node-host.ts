@@ -270,13 +270,16 @@ let containerdChild: ChildProcess | undefined;
  * hook); safe to run more than once and after a crash. The kubelet must be stopped first.
  */
 export function teardownNodeHost(): void {
-  let state: HostState | undefined;
+  let state: HostState;
   try {
     state = JSON.parse(readFileSync(HOST_STATE, "utf8")) as HostState;
   } catch {
-    state = undefined;
+    // No snapshot: nothing on this host is the node's (the default containerd paths may be someone
+    // else's), so nothing is removed; only a lock of a dead process goes.
+    releaseStaleLock();
+    return;
   }
-  if (state !== undefined && state.pid !== process.pid && alive(state.pid)) return; // not ours
+  if (state.pid !== process.pid && alive(state.pid)) return; // a running node, not ours
   removeCgroups();
   const cpid = containerdChild?.pid;
   if (cpid !== undefined && containerdChild?.exitCode === null) {
@@ -301,11 +304,18 @@ export function teardownNodeHost(): void {
     rmSync(NODE_DIR, { recursive: true, force: true });
   }
   spawnSync("ip", ["link", "del", BRIDGE]);
-  if (state !== undefined) {
-    for (const [k, v] of Object.entries(state.sysctls)) if (readSysctl(k) !== v) writeSysctl(k, v);
-    restoreIptables(state.iptables);
-  }
+  for (const [k, v] of Object.entries(state.sysctls)) if (readSysctl(k) !== v) writeSysctl(k, v);
+  restoreIptables(state.iptables);
   if (mountsUnder([NODE_RUN_DIR]).length === 0) rmSync(NODE_RUN_DIR, { recursive: true, force: true });
+}
+
+function releaseStaleLock(): void {
+  try {
+    const holder = Number(readFileSync(LOCK, "utf8").trim());
+    if (holder === process.pid || !alive(holder)) rmSync(LOCK, { force: true });
+  } catch {
+    // no lock
+  }
 }
 
 let exitHook = false;
@@ -467,9 +477,13 @@ export async function startNodeHost(opts: { cacheDir: string; registries: string
       if (existsSync(LOCK) && readFileSync(LOCK, "utf8").trim() === String(process.pid)) teardownNodeHost();
     });
   }
+  // Before anything is changed (a failure here must not remove what is someone else's).
+  const taken = [CONTAINERD_SOCKET, CONTAINERD_ROOT].filter((p) => existsSync(p));
+  if (taken.length > 0) {
+    rmSync(LOCK, { force: true });
+    throw new Error(`${taken.join(" and ")} exist(s) and belong to another containerd: the test node uses containerd's default socket and root`);
+  }
   try {
-    if (existsSync(CONTAINERD_SOCKET)) throw new Error(`${CONTAINERD_SOCKET} exists: another containerd uses the default socket`);
-    if (existsSync(CONTAINERD_ROOT)) throw new Error(`${CONTAINERD_ROOT} exists and is not the test node's`);
     writeFileSync(HOST_STATE, JSON.stringify(snapshotHost()));
     for (const d of [NODE_DIR, join(NODE_DIR, "cni", "net.d"), CONTAINERD_ROOT, "/run/containerd"]) mkdirSync(d, { recursive: true });
     writeFileSync(join(NODE_DIR, "cni", "net.d", "10-ssc-node.conflist"), cniConfig());
