@@ -104,8 +104,8 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     return r.status;
   };
 
-  let images: Record<string, string> = {};
-  let digests: Record<string, string> = {};
+  const images: Record<string, string> = {};
+  const digests: Record<string, string> = {};
 
   it("a 2-container sandbox pod's changes → SandboxSnapshot → the commit Job's pod runs the committer image on the kubelet → Succeed with the registry's digests", async () => {
     await kubectl(["apply", "-f", "-"], podManifest("journey", { main: SANDBOX_IMAGE, side: SANDBOX_IMAGE }));
@@ -183,7 +183,8 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
       expect(status.conditions?.find((c) => c.type === "Failed")?.status).toBe("True");
       await waitFor("ContainersResumed=True", async () => {
         const s = (await json<{ status?: SnapshotStatus }>(["-n", NS, "get", "sandboxsnapshot", "outage-1"])).status;
-        return s?.conditions?.some((c) => c.type === "ContainersResumed" && c.status === "True") === true;
+        // Reason Unpaused: the unpause Job's pod ran the committer image on the node and completed.
+        return s?.conditions?.some((c) => c.type === "ContainersResumed" && c.status === "True" && c.reason === "Unpaused") === true;
       }, 180_000, 1_000);
     } finally {
       await e().registry.start();

@@ -35,7 +35,7 @@ inputs() {
   buildah --version
 }
 stamp="$(inputs | sha256sum | cut -c1-16)"
-archives=(debian-base node-builder hook-server committer metacontroller)
+archives=(hook-server committer metacontroller)
 have=""; [ -f "$out/stamp" ] && have="$(cat "$out/stamp")"
 all=1; for a in "${archives[@]}"; do [ -f "$out/$a.tar" ] || all=0; done
 if [ "$all" = 1 ] && [ "$have" = "$stamp" ]; then log "up to date (stamp $stamp) — skipped"; exit 0; fi
@@ -47,6 +47,13 @@ export_image() { # name archive
   rm -f "$out/$2.tar"
   "${B[@]}" push -q "$1" "docker-archive:$out/$2.tar:$1" >/dev/null
 }
+# The base and build images are rebuilt only when their own inputs change: a new base image ID would
+# invalidate buildah's layer cache of both product builds (npm ci included).
+cached() { # image stamp — true when the image exists and was built from these inputs
+  [ -f "$store/$(echo "$1" | tr '/:' '__').stamp" ] && [ "$(cat "$store/$(echo "$1" | tr '/:' '__').stamp")" = "$2" ] \
+    && "${B[@]}" inspect --type image "$1" >/dev/null 2>&1
+}
+mark() { echo "$2" > "$store/$(echo "$1" | tr '/:' '__').stamp"; }
 
 BASE=localhost/ssc/debian-base:12
 BUILDER=localhost/ssc/node-builder:24
@@ -55,11 +62,16 @@ COMMITTER=localhost/sandbox-snapshot/image-committer:local
 MC=localhost/ssc/metacontroller:v1.5.20
 
 t=$SECONDS
-"$repo/deploy/images/debian-base.sh" "$BASE" --root "$store/storage-$driver" --runroot "$store/run-$driver" --storage-driver "$driver" >/dev/null
-export_image "$BASE" debian-base
-log "debian-base built in $((SECONDS - t))s"
+base_stamp="$(sha256sum "$repo/deploy/images/debian-base.sh" | cut -c1-16)"
+if cached "$BASE" "$base_stamp"; then log "debian-base up to date"; else
+  "$repo/deploy/images/debian-base.sh" "$BASE" --root "$store/storage-$driver" --runroot "$store/run-$driver" --storage-driver "$driver" >/dev/null
+  mark "$BASE" "$base_stamp"
+  log "debian-base built in $((SECONDS - t))s"
+fi
 
 t=$SECONDS
+builder_stamp="$( (sha256sum "$node_bin"; cat "$npm_dir/package.json"; "${B[@]}" inspect --type image --format '{{.FromImageID}}' "$BASE") | sha256sum | cut -c1-16)"
+if cached "$BUILDER" "$builder_stamp"; then log "node-builder up to date"; else
 mkdir -p "$ctx/builder/node" && cp "$node_bin" "$ctx/builder/node/node" && cp -a "$npm_dir" "$ctx/builder/npm"
 cat > "$ctx/builder/Containerfile" <<CF
 FROM $BASE
@@ -68,8 +80,9 @@ COPY npm /usr/local/lib/node_modules/npm
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
 CF
 "${B[@]}" bud -q --isolation chroot -t "$BUILDER" "$ctx/builder" >/dev/null
-export_image "$BUILDER" node-builder
+mark "$BUILDER" "$builder_stamp"
 log "node-builder built in $((SECONDS - t))s"
+fi
 
 npm_cache="$(npm config get cache 2>/dev/null || echo "$HOME/.npm")"
 mkdir -p "$npm_cache"
