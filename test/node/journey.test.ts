@@ -171,6 +171,48 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     for (const [c, d] of Object.entries(digests)) expect(await manifestStatus(images[c] ?? "", d), c).toBe(404);
   });
 
+  it("the same through a BatchSandbox (test CRD; its pod <name>-0): owned snapshot → snap-gen tag, Retain; the resumed pod shows the change", async () => {
+    const created = await kubectl(["create", "-o", "json", "-f", "-"], JSON.stringify({
+      apiVersion: "sandbox.opensandbox.io/v1alpha1",
+      kind: "BatchSandbox",
+      metadata: { name: "bs1", namespace: NS },
+      spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: SANDBOX_IMAGE }] } } },
+    }));
+    const bs = JSON.parse(created) as { metadata: { uid: string; generation: number } };
+    // What OpenSandbox's controller would create: the sandbox's pod, named <name>-0, labelled with it.
+    const podJson = (image: string): string => {
+      const p = JSON.parse(podManifest("bs1-0", { sandbox: image })) as { metadata: Record<string, unknown> };
+      p.metadata.labels = { "batch-sandbox.sandbox.opensandbox.io/name": "bs1" };
+      return JSON.stringify(p);
+    };
+    await kubectl(["apply", "-f", "-"], podJson(SANDBOX_IMAGE));
+    await waitRunning("bs1-0");
+    await sh("bs1-0", "sandbox", "echo paused-by-opensandbox > /root/state.txt");
+    await kubectl(["apply", "-f", "-"], JSON.stringify({
+      apiVersion: "sandbox.opensandbox.io/v1alpha1",
+      kind: "SandboxSnapshot",
+      metadata: {
+        name: "bs1-pause",
+        namespace: NS,
+        ownerReferences: [{ apiVersion: "sandbox.opensandbox.io/v1alpha1", kind: "BatchSandbox", name: "bs1", uid: bs.metadata.uid, controller: true, blockOwnerDeletion: true }],
+      },
+      spec: { sandboxName: "bs1" },
+    }));
+    const status = await waitFinal("bs1-pause");
+    expect(status.phase, JSON.stringify(status.conditions)).toBe("Succeed");
+    const c = status.containers?.[0];
+    expect(c?.imageUri).toMatch(new RegExp(`/bs1-sandbox:snap-gen${String(bs.metadata.generation)}$`));
+    expect(await registryDigest(c?.imageUri ?? "")).toBe(c?.imageDigest);
+    const full = await json<{ status?: { deletionPolicy?: string } }>(["-n", NS, "get", "sandboxsnapshot", "bs1-pause"]);
+    expect(full.status?.deletionPolicy).toBe("Retain");
+    await kubectl(["-n", NS, "delete", "pod", "bs1-0", "--wait=true"]);
+    await waitGone("pod", "bs1-0");
+    await kubectl(["apply", "-f", "-"], podJson(c?.imageUri ?? ""));
+    await waitRunning("bs1-0", 180_000);
+    expect((await sh("bs1-0", "sandbox", "cat /root/state.txt")).trim()).toBe("paused-by-opensandbox");
+    await kubectl(["-n", NS, "delete", "pod", "bs1-0", "--wait=false"]);
+  });
+
   it("registry down → Failed, the unpause Job runs, the sandbox runs again", async () => {
     await kubectl(["apply", "-f", "-"], podManifest("outage", { main: SANDBOX_IMAGE }));
     await waitRunning("outage");
