@@ -90,6 +90,14 @@ function metacontrollerKustomization(dir: string): void {
   writeFileSync(join(dir, "kustomization.yaml"), stringify(k));
 }
 
+/** Waits (up to 5 min: image imports and first starts are slow on a loaded machine) for a rollout. */
+async function rolledOut(kubectl: (args: string[]) => Promise<string>, ns: string, what: string): Promise<void> {
+  await waitFor(`${ns}/${what} rolled out`, async () => {
+    await kubectl(["-n", ns, "rollout", "status", what, "--timeout=60s"]);
+    return true;
+  }, 300_000, 1_000);
+}
+
 /** Starts the cluster with its node and installs everything; the registry runs on REGISTRY_HOST. */
 export async function startInstalledCluster(opts: { keep?: boolean } = {}): Promise<InstalledCluster> {
   const cluster = await startCluster({ node: true, metacontroller: false, ...(opts.keep === true ? { keep: true } : {}) });
@@ -111,22 +119,28 @@ export async function startInstalledCluster(opts: { keep?: boolean } = {}): Prom
 
     metacontrollerKustomization(join(tmp, "metacontroller"));
     await kubectl(["apply", "-k", join(tmp, "metacontroller")]);
-    await kubectl(["-n", "metacontroller", "rollout", "status", "statefulset/metacontroller", "--timeout=180s"]);
+    await rolledOut(kubectl, "metacontroller", "statefulset/metacontroller");
 
     // As users do (docs/quick-start.md step 4), with the test overlay.
     await kubectl(["apply", "-k", TEST_OVERLAY]);
     await cluster.apply([batchSandboxCrd]);
     await cluster.waitForCrds([SNAPSHOT_CRD, BATCH_SANDBOX_CRD]);
-    await kubectl(["-n", CONTROLLER_NAMESPACE, "rollout", "status", "deployment/sandbox-snapshot-controller", "--timeout=180s"]);
+    await rolledOut(kubectl, CONTROLLER_NAMESPACE, "deployment/sandbox-snapshot-controller");
     await waitFor("hook server /readyz on the bridge", async () => {
       const r = await fetch(`http://${BRIDGE_IP}:8080/readyz`).catch(() => undefined);
       return r?.ok === true;
     }, 60_000, 500);
   } catch (err) {
+    // What the cluster looked like, for the failure message.
+    const state = await Promise.all([
+      cluster.kubectlAsync(["get", "pods", "-A", "-o", "wide"]),
+      cluster.kubectlAsync(["get", "events", "-A", "--sort-by=.lastTimestamp"]),
+    ]);
+    const detail = `${state.map((r) => r.stdout + r.stderr).join("\n").split("\n").slice(-60).join("\n")}\n--- kubelet log (tail)\n${cluster.logTail("kubelet", 30)}`;
     await registry?.close();
     await cluster.stop();
     rmSync(tmp, { recursive: true, force: true });
-    throw err;
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n${detail}`, { cause: err });
   }
   const reg = registry;
   return {

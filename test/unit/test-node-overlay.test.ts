@@ -1,7 +1,7 @@
 // deploy/overlays/test-node (what the node suite and `npm run cluster:up` install) differs from the
 // default overlay in exactly what docs/try-it-locally.md lists: registry address and insecure flag,
-// the two image references, and host networking for the hook server with Metacontroller calling it
-// by URL. Anything else that drifts between the two makes this fail.
+// the two image references, and host networking for the hook server (with Metacontroller calling it
+// by URL, and Pod Security "privileged" enforced on its namespace, which host networking needs). Anything else that drifts between the two makes this fail.
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -72,6 +72,9 @@ describe.skipIf(missing)("deploy/overlays/test-node", () => {
       "Deployment/sandbox-snapshot-system/sandbox-snapshot-controller spec.template.spec.containers.0.env.3",
       "Deployment/sandbox-snapshot-system/sandbox-snapshot-controller spec.template.spec.containers.0.image",
       "Deployment/sandbox-snapshot-system/sandbox-snapshot-controller spec.template.spec.hostNetwork",
+      "Namespace//sandbox-snapshot-system metadata.labels.pod-security.kubernetes.io/audit",
+      "Namespace//sandbox-snapshot-system metadata.labels.pod-security.kubernetes.io/enforce",
+      "Namespace//sandbox-snapshot-system metadata.labels.pod-security.kubernetes.io/warn",
     ].sort());
   });
 
