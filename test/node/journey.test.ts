@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { V1Pod } from "@kubernetes/client-node";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
 import { COMMITTER_IMAGE, SANDBOX_IMAGE, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
+import { REGISTRY_HOST } from "../support/node-host.js";
 
 const missing = missingClusterComponents({ node: true }) ?? missingImages();
 const NS = "sandboxes";
@@ -35,6 +36,9 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     await kubectl(["create", "namespace", NS]);
     await kubectl(["label", "namespace", NS, "sandbox.opensandbox.io/sandbox-namespace=true"]);
     await kubectl(["label", "namespace", NS, "pod-security.kubernetes.io/enforce=privileged", "--overwrite"]);
+    // The push credential (SNAPSHOT_PUSH_SECRET's default name); the test registry takes anonymous
+    // pushes, so it is only ever sent if the registry asks.
+    await kubectl(["-n", NS, "create", "secret", "docker-registry", "sandbox-snapshot-push", `--docker-server=${REGISTRY_HOST}`, "--docker-username=journey", "--docker-password=unused"]);
   }, 900_000);
 
   afterAll(async () => {
