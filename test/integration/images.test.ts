@@ -7,7 +7,7 @@
 // the build needs no network and takes seconds; the from-source path (npm ci + npm run build in the
 // build stage) is the same Dockerfile with PREBUILT=false, used by release pipelines with internet.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -50,7 +50,8 @@ function makeBaseImage(): void {
   const rootfs = join(ctx, "rootfs");
   const copy = (from: string, to = from): void => {
     mkdirSync(dirname(join(rootfs, to)), { recursive: true });
-    cpSync(from, join(rootfs, to), { dereference: true });
+    // The file itself, not the symlink (Node 24's cpSync with dereference refuses a symlinked library).
+    copyFileSync(realpathSync(from), join(rootfs, to));
   };
   const node = process.execPath;
   copy(node, "/usr/bin/node");
