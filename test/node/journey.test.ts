@@ -128,7 +128,9 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     // The commit Job's pod is scheduled on the node and run by the kubelet with the committer image.
     const jobPod = await waitFor("commit Job pod", async () => {
       const list = await json<{ items: V1Pod[] }>(["-n", NS, "get", "pods", "-l", "job-name"]);
-      return list.items.find((p) => p.spec?.containers.some((c) => c.image === COMMITTER_IMAGE));
+      // COMMITTER_IMAGE pinned by digest (cluster-install.ts): same repository.
+      const repo = COMMITTER_IMAGE.slice(0, COMMITTER_IMAGE.lastIndexOf(":"));
+      return list.items.find((p) => p.spec?.containers.some((c) => c.image?.startsWith(`${repo}@sha256:`) === true));
     }, 120_000, 500);
     expect(jobPod.spec?.nodeName).toBe(e().cluster.nodeName);
     const status = await waitFinal("journey-1");

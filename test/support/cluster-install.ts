@@ -90,6 +90,29 @@ function metacontrollerKustomization(dir: string): void {
   writeFileSync(join(dir, "kustomization.yaml"), stringify(k));
 }
 
+/** The committer image's manifest digest in the node's image store. */
+function committerDigest(node: { ctr(args: string[]): string }): string {
+  const line = node.ctr(["images", "ls", `name==${COMMITTER_IMAGE}`]).split("\n").find((l) => l.startsWith(COMMITTER_IMAGE));
+  const digest = /sha256:[0-9a-f]{64}/.exec(line ?? "")?.[0];
+  if (digest === undefined) throw new Error(`no digest for ${COMMITTER_IMAGE} in the node's containerd`);
+  return digest;
+}
+
+/**
+ * deploy/overlays/test-node with COMMITTER_IMAGE as `<repository>@<digest>` (the digest exists only
+ * once the image is built), in a temp directory: the same file with its relative paths made absolute.
+ */
+function pinnedOverlay(dir: string, digest: string): string {
+  cpSync(TEST_OVERLAY, dir, { recursive: true });
+  const deploy = join(TEST_OVERLAY, "..", "..");
+  const k = readFileSync(join(TEST_OVERLAY, "kustomization.yaml"), "utf8")
+    .replace("../../base", join(deploy, "base"))
+    .replace("../../components/admission", join(deploy, "components", "admission"))
+    .replace(`COMMITTER_IMAGE=${COMMITTER_IMAGE}`, `COMMITTER_IMAGE=${COMMITTER_IMAGE.slice(0, COMMITTER_IMAGE.lastIndexOf(":"))}@${digest}`);
+  writeFileSync(join(dir, "kustomization.yaml"), k);
+  return dir;
+}
+
 /** Waits (up to 5 min: image imports and first starts are slow on a loaded machine) for a rollout. */
 async function rolledOut(kubectl: (args: string[]) => Promise<string>, ns: string, what: string): Promise<void> {
   await waitFor(`${ns}/${what} rolled out`, async () => {
@@ -121,8 +144,9 @@ export async function startInstalledCluster(opts: { keep?: boolean } = {}): Prom
     await kubectl(["apply", "-k", join(tmp, "metacontroller")]);
     await rolledOut(kubectl, "metacontroller", "statefulset/metacontroller");
 
-    // As users do (docs/quick-start.md step 4), with the test overlay.
-    await kubectl(["apply", "-k", TEST_OVERLAY]);
+    // As users do (docs/quick-start.md step 4), with the test overlay — COMMITTER_IMAGE pinned by the
+    // digest the image got here (the admission policies admit only a digest-pinned committer).
+    await kubectl(["apply", "-k", pinnedOverlay(join(tmp, "overlay"), committerDigest(node))]);
     await cluster.apply([batchSandboxCrd]);
     await cluster.waitForCrds([SNAPSHOT_CRD, BATCH_SANDBOX_CRD]);
     await rolledOut(kubectl, CONTROLLER_NAMESPACE, "deployment/sandbox-snapshot-controller");
