@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { BASE_IMAGE, buildBaseImage } from "./base-image.js";
@@ -100,14 +100,15 @@ function committerDigest(node: { ctr(args: string[]): string }): string {
 
 /**
  * deploy/overlays/test-node with COMMITTER_IMAGE as `<repository>@<digest>` (the digest exists only
- * once the image is built), in a temp directory: the same file with its relative paths made absolute.
+ * once the image is built), in a temp directory: the same file with its relative paths rebased.
  */
 function pinnedOverlay(dir: string, digest: string): string {
   cpSync(TEST_OVERLAY, dir, { recursive: true });
   const deploy = join(TEST_OVERLAY, "..", "..");
   const k = readFileSync(join(TEST_OVERLAY, "kustomization.yaml"), "utf8")
-    .replace("../../base", join(deploy, "base"))
-    .replace("../../components/admission", join(deploy, "components", "admission"))
+    // kustomize refuses absolute roots: paths relative to the copy.
+    .replace("../../base", relative(dir, join(deploy, "base")))
+    .replace("../../components/admission", relative(dir, join(deploy, "components", "admission")))
     .replace(`COMMITTER_IMAGE=${COMMITTER_IMAGE}`, `COMMITTER_IMAGE=${COMMITTER_IMAGE.slice(0, COMMITTER_IMAGE.lastIndexOf(":"))}@${digest}`);
   writeFileSync(join(dir, "kustomization.yaml"), k);
   return dir;
