@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { V1Pod } from "@kubernetes/client-node";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
-import { COMMITTER_IMAGE, SANDBOX_IMAGE, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
+import { COMMITTER_REPOSITORY, SANDBOX_IMAGE, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
 import { REGISTRY_HOST } from "../support/node-host.js";
 
 const missing = missingClusterComponents({ node: true }) ?? missingImages();
@@ -128,9 +128,8 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     // The commit Job's pod is scheduled on the node and run by the kubelet with the committer image.
     const jobPod = await waitFor("commit Job pod", async () => {
       const list = await json<{ items: V1Pod[] }>(["-n", NS, "get", "pods", "-l", "job-name"]);
-      // COMMITTER_IMAGE pinned by digest (cluster-install.ts): same repository.
-      const repo = COMMITTER_IMAGE.slice(0, COMMITTER_IMAGE.lastIndexOf(":"));
-      return list.items.find((p) => p.spec?.containers.some((c) => c.image?.startsWith(`${repo}@sha256:`) === true));
+      // COMMITTER_IMAGE pinned by the digest the test registry serves it by (cluster-install.ts).
+      return list.items.find((p) => p.spec?.containers.some((c) => c.image?.startsWith(`${COMMITTER_REPOSITORY}@sha256:`) === true));
     }, 120_000, 500);
     expect(jobPod.spec?.nodeName).toBe(e().cluster.nodeName);
     const status = await waitFinal("journey-1");
@@ -243,12 +242,10 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
   });
 
-  // KNOWN BUG (found by this test, 2026-12-01; see docs/cluster-tests.md and notes/15.md): the
-  // committer's result for 32 containers is longer than the 4096 bytes the kubelet keeps of a
-  // termination message; the kubelet keeps the tail, the hook reads "committer output is not a
-  // result" and the snapshot fails with CommitResultInvalid. `it.fails` until the result fits (then
-  // this test fails and `.fails` must go).
-  it.fails("a 32-container pod: one snapshot, 32 images, each with its own container's change", async () => {
+  // Found a bug on 2026-12-01: the committer's result for 32 containers was longer than the 4096
+  // bytes the kubelet keeps of a termination message (CommitResultInvalid). The compact result of
+  // src/contract/commit-job.ts fits; this is the real kubelet's cut.
+  it("a 32-container pod: one snapshot, 32 images, each with its own container's change", async () => {
     const names = Array.from({ length: 32 }, (_, i) => `c${String(i)}`);
     // Each container writes its own name at start, so no exec per container is needed.
     const manifest = JSON.parse(podManifest("wide", Object.fromEntries(names.map((n) => [n, SANDBOX_IMAGE])))) as {

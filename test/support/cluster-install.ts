@@ -90,11 +90,27 @@ function metacontrollerKustomization(dir: string): void {
   writeFileSync(join(dir, "kustomization.yaml"), stringify(k));
 }
 
-/** The committer image's manifest digest in the node's image store. */
-function committerDigest(node: { ctr(args: string[]): string }): string {
-  const line = node.ctr(["images", "ls", `name==${COMMITTER_IMAGE}`]).split("\n").find((l) => l.startsWith(COMMITTER_IMAGE));
-  const digest = /sha256:[0-9a-f]{64}/.exec(line ?? "")?.[0];
-  if (digest === undefined) throw new Error(`no digest for ${COMMITTER_IMAGE} in the node's containerd`);
+/** Where the committer image is pushed: the test registry, as a user's cluster pulls it from theirs. */
+export const COMMITTER_REPOSITORY = `${REGISTRY_HOST}/sandbox-snapshot/image-committer`;
+
+/**
+ * Pushes the committer image to the test registry and returns the digest the registry serves it by.
+ * An image loaded with `ctr images import` has no repo digest in the CRI's store, so a reference by
+ * digest to it would not resolve; pushed, the kubelet pulls `<repository>@<digest>` as in a real cluster.
+ */
+async function pushCommitter(node: { ctr(args: string[], timeoutMs?: number): string }, registry: TestRegistry): Promise<string> {
+  const ref = `${COMMITTER_REPOSITORY}:local`;
+  node.ctr(["images", "tag", "--force", COMMITTER_IMAGE, ref]);
+  node.ctr(["images", "push", "--plain-http", ref], 600_000);
+  const repo = COMMITTER_REPOSITORY.slice(REGISTRY_HOST.length + 1);
+  const r = await fetch(`${registry.httpUrl}/v2/${repo}/manifests/local`, {
+    method: "HEAD",
+    headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json" },
+  });
+  const digest = r.headers.get("docker-content-digest");
+  if (r.status !== 200 || digest === null || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+    throw new Error(`the test registry has no digest for ${ref} after the push (HEAD ${String(r.status)})`);
+  }
   return digest;
 }
 
@@ -109,7 +125,8 @@ function pinnedOverlay(dir: string, digest: string): string {
     // kustomize refuses absolute roots: paths relative to the copy.
     .replace("../../base", relative(dir, join(deploy, "base")))
     .replace("../../components/admission", relative(dir, join(deploy, "components", "admission")))
-    .replace(`COMMITTER_IMAGE=${COMMITTER_IMAGE}`, `COMMITTER_IMAGE=${COMMITTER_IMAGE.slice(0, COMMITTER_IMAGE.lastIndexOf(":"))}@${digest}`);
+    .replace(`COMMITTER_IMAGE=${COMMITTER_REPOSITORY}:local`, `COMMITTER_IMAGE=${COMMITTER_REPOSITORY}@${digest}`);
+  if (!k.includes(`${COMMITTER_REPOSITORY}@${digest}`)) throw new Error(`${TEST_OVERLAY}/kustomization.yaml does not set COMMITTER_IMAGE=${COMMITTER_REPOSITORY}:local`);
   writeFileSync(join(dir, "kustomization.yaml"), k);
   return dir;
 }
@@ -146,8 +163,8 @@ export async function startInstalledCluster(opts: { keep?: boolean } = {}): Prom
     await rolledOut(kubectl, "metacontroller", "statefulset/metacontroller");
 
     // As users do (docs/quick-start.md step 4), with the test overlay — COMMITTER_IMAGE pinned by the
-    // digest the image got here (the admission policies admit only a digest-pinned committer).
-    await kubectl(["apply", "-k", pinnedOverlay(join(tmp, "overlay"), committerDigest(node))]);
+    // digest the test registry serves it by (the admission policies admit only a digest-pinned committer).
+    await kubectl(["apply", "-k", pinnedOverlay(join(tmp, "overlay"), await pushCommitter(node, registry))]);
     await cluster.apply([batchSandboxCrd]);
     await cluster.waitForCrds([SNAPSHOT_CRD, BATCH_SANDBOX_CRD]);
     await rolledOut(kubectl, CONTROLLER_NAMESPACE, "deployment/sandbox-snapshot-controller");

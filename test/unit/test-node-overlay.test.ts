@@ -82,7 +82,7 @@ describe.skipIf(missing)("deploy/overlays/test-node", () => {
     const cm = [...test.values()].find((o) => (o as Obj).metadata?.name === "sandbox-snapshot-controller-config-HASH") as { data: Record<string, string> };
     expect(cm.data.SNAPSHOT_REGISTRY).toBe("10.213.0.1:5000/snapshots");
     expect(cm.data.SNAPSHOT_REGISTRY_INSECURE).toBe("true");
-    expect(cm.data.COMMITTER_IMAGE).toBe("localhost/sandbox-snapshot/image-committer:local");
+    expect(cm.data.COMMITTER_IMAGE).toBe("10.213.0.1:5000/sandbox-snapshot/image-committer:local");
     expect(cm.data.CONTAINERD_SOCKET).toBe("/run/containerd/containerd.sock");
     expect(cm.data.CONTAINERD_ROOT).toBe("/var/lib/containerd");
   });
