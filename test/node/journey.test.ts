@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { V1Pod } from "@kubernetes/client-node";
 import { missingClusterComponents, waitFor } from "../support/cluster.js";
-import { COMMITTER_REPOSITORY, SANDBOX_IMAGE, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
+import { COMMITTER_REPOSITORY, CONTROLLER_NAMESPACE, SANDBOX_IMAGE, SNAPSHOT_REGISTRY, missingImages, startInstalledCluster, type InstalledCluster } from "../support/cluster-install.js";
+import { containerId, findFreezerCgroup, podProcesses, whenFrozen, whenThawed } from "../support/node-cgroups.js";
 import { REGISTRY_HOST } from "../support/node-host.js";
 
 const missing = missingClusterComponents({ node: true }) ?? missingImages();
@@ -87,25 +88,28 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
       return s?.phase === "Succeed" || s?.phase === "Failed" ? s : undefined;
     }, timeoutMs, 1_000);
 
-  /** The registry's digest for a reference `host/repo:tag` (HEAD with the manifest types). */
+  /** `host/repo:tag@sha256:…` (status imageUri, pinned by digest) → its parts. */
+  const parseRef = (imageUri: string): { repo: string; tag: string; digest: string } => {
+    const m = /^[^/]+\/(.+):([\w][\w.-]{0,127})@(sha256:[0-9a-f]{64})$/.exec(imageUri);
+    if (!m) throw new Error(`not a digest-pinned reference with a tag: ${imageUri}`);
+    return { repo: m[1] ?? "", tag: m[2] ?? "", digest: m[3] ?? "" };
+  };
+  const MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+  /** The registry's digest for the tag of a pinned reference (HEAD with the manifest types). */
   const registryDigest = async (imageUri: string): Promise<string | undefined> => {
-    const slash = imageUri.indexOf("/");
-    const colon = imageUri.lastIndexOf(":");
-    const repo = imageUri.slice(slash + 1, colon);
-    const tag = imageUri.slice(colon + 1);
-    const r = await fetch(`${e().registry.httpUrl}/v2/${repo}/manifests/${tag}`, {
-      method: "HEAD",
-      headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
-    });
+    const { repo, tag } = parseRef(imageUri);
+    const r = await fetch(`${e().registry.httpUrl}/v2/${repo}/manifests/${tag}`, { method: "HEAD", headers: { accept: MANIFEST_TYPES } });
     return r.status === 200 ? (r.headers.get("docker-content-digest") ?? undefined) : undefined;
   };
   const manifestStatus = async (imageUri: string, digest: string): Promise<number> => {
-    const repo = imageUri.slice(imageUri.indexOf("/") + 1, imageUri.lastIndexOf(":"));
-    const r = await fetch(`${e().registry.httpUrl}/v2/${repo}/manifests/${digest}`, {
-      method: "HEAD",
-      headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
-    });
+    const r = await fetch(`${e().registry.httpUrl}/v2/${parseRef(imageUri).repo}/manifests/${digest}`, { method: "HEAD", headers: { accept: MANIFEST_TYPES } });
     return r.status;
+  };
+  /** A verified container result: the pinned reference's digest is the status digest and the registry's. */
+  const expectVerified = async (c: { containerName: string; imageUri?: string; imageDigest?: string }): Promise<void> => {
+    expect(c.imageDigest, c.containerName).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(parseRef(c.imageUri ?? "").digest, c.containerName).toBe(c.imageDigest);
+    expect(await registryDigest(c.imageUri ?? ""), c.containerName).toBe(c.imageDigest);
   };
 
   const images: Record<string, string> = {};
@@ -136,9 +140,9 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     if (status.phase !== "Succeed") throw new Error(`snapshot failed: ${JSON.stringify(status.conditions)}`);
     expect(status.containers?.map((c) => c.containerName).sort()).toEqual(["main", "side"]);
     for (const c of status.containers ?? []) {
-      expect(c.imageUri, c.containerName).toBeTruthy();
-      expect(c.imageDigest, c.containerName).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect(await registryDigest(c.imageUri ?? ""), c.containerName).toBe(c.imageDigest);
+      // The default tenant repository: {registry}/{namespace}/{source}/{container}.
+      expect(c.imageUri, c.containerName).toContain(`${SNAPSHOT_REGISTRY}/${NS}/journey/${c.containerName}:`);
+      await expectVerified(c);
       images[c.containerName] = c.imageUri ?? "";
       digests[c.containerName] = c.imageDigest ?? "";
     }
@@ -150,8 +154,8 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     expect(Object.keys(images)).toHaveLength(2);
     await kubectl(["-n", NS, "delete", "pod", "journey", "--wait=true"]);
     await waitGone("pod", "journey");
-    const byDigest = Object.fromEntries(Object.entries(images).map(([c, uri]) => [c, `${uri.slice(0, uri.lastIndexOf(":"))}@${digests[c] ?? ""}`]));
-    await kubectl(["apply", "-f", "-"], podManifest("journey-resumed", byDigest));
+    // The status references as they are: pinned by digest, so the kubelet pulls exactly these images.
+    await kubectl(["apply", "-f", "-"], podManifest("journey-resumed", images));
     const pod = await waitRunning("journey-resumed", 180_000);
     for (const cs of pod.status?.containerStatuses ?? []) expect(cs.imageID, cs.name).toContain(digests[cs.name] ?? "none");
     const main = await sh("journey-resumed", "main", [
@@ -184,10 +188,12 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
       spec: { replicas: 1, template: { spec: { containers: [{ name: "sandbox", image: SANDBOX_IMAGE }] } } },
     }));
     const bs = JSON.parse(created) as { metadata: { uid: string; generation: number } };
-    // What OpenSandbox's controller would create: the sandbox's pod, named <name>-0, labelled with it.
+    // What OpenSandbox's controller would create: the sandbox's pod, named <name>-0, labelled with it
+    // and controlled by it (the controller trusts a BatchSandbox's pod only by that ownerReference).
     const podJson = (image: string): string => {
       const p = JSON.parse(podManifest("bs1-0", { sandbox: image })) as { metadata: Record<string, unknown> };
       p.metadata.labels = { "batch-sandbox.sandbox.opensandbox.io/name": "bs1" };
+      p.metadata.ownerReferences = [{ apiVersion: "sandbox.opensandbox.io/v1alpha1", kind: "BatchSandbox", name: "bs1", uid: bs.metadata.uid, controller: true, blockOwnerDeletion: true }];
       return JSON.stringify(p);
     };
     await kubectl(["apply", "-f", "-"], podJson(SANDBOX_IMAGE));
@@ -206,8 +212,8 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     const status = await waitFinal("bs1-pause");
     expect(status.phase, JSON.stringify(status.conditions)).toBe("Succeed");
     const c = status.containers?.[0];
-    expect(c?.imageUri).toMatch(new RegExp(`/bs1-sandbox:snap-gen${String(bs.metadata.generation)}$`));
-    expect(await registryDigest(c?.imageUri ?? "")).toBe(c?.imageDigest);
+    expect(c?.imageUri).toMatch(new RegExp(`^${SNAPSHOT_REGISTRY.replaceAll(".", "\\.")}/${NS}/bs1/sandbox:snap-gen${String(bs.metadata.generation)}@sha256:[0-9a-f]{64}$`));
+    if (c) await expectVerified(c);
     const full = await json<{ status?: { deletionPolicy?: string } }>(["-n", NS, "get", "sandboxsnapshot", "bs1-pause"]);
     expect(full.status?.deletionPolicy).toBe("Retain");
     await kubectl(["-n", NS, "delete", "pod", "bs1-0", "--wait=true"]);
@@ -261,7 +267,7 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     const status = await waitFinal("wide-1", 600_000);
     expect(status.phase, JSON.stringify(status.conditions)).toBe("Succeed");
     expect(status.containers?.map((c) => c.containerName).sort()).toEqual([...names].sort());
-    for (const c of status.containers ?? []) expect(await registryDigest(c.imageUri ?? ""), c.containerName).toBe(c.imageDigest);
+    for (const c of status.containers ?? []) await expectVerified(c);
     // Two of them resumed: each image holds its own container's file.
     for (const n of ["c0", "c31"]) {
       const uri = status.containers?.find((c) => c.containerName === n)?.imageUri ?? "";
@@ -272,6 +278,73 @@ describe.skipIf(missing)("the user's journey on a real node (kubelet, containerd
     }
     await kubectl(["-n", NS, "delete", "pod", "wide", "--wait=false"]);
   });
+
+  // The commit pod killed while the sandbox is frozen. The host watches the sandbox container's freezer
+  // cgroup and acts the moment it is FROZEN. A freeze long enough to act in: 100,000 entries (the frozen
+  // walk stats every one) and a 128 MiB file the sandbox keeps changing (read again under the freeze).
+  let frozenCgroup = "";
+  const killedMidFreeze = async (snap: string, act: (commitPod: V1Pod) => Promise<string>): Promise<void> => {
+    await snapshot(snap, { podName: "frozen" });
+    const commitPod = await waitFor(`${snap} commit pod`, async () => {
+      const list = await json<{ items: V1Pod[] }>(["-n", NS, "get", "pods", "-l", `job-name=${snap}-commit`]);
+      return list.items[0];
+    }, 120_000, 200);
+    const uid = commitPod.metadata?.uid ?? "";
+    let started = false;
+    const watch = await whenFrozen(frozenCgroup, () => act(commitPod), () => {
+      const n = podProcesses(uid).length;
+      started ||= n > 0;
+      return started && n === 0;
+    }, 300_000);
+    expect(watch.acted).not.toBe("");
+    const thawedAt = await whenThawed(frozenCgroup, 900_000);
+    const frozenMs = Math.round(thawedAt - watch.frozenAt);
+    const status = await waitFinal(snap, 300_000);
+    expect(status.phase).toBe("Failed");
+    const failed = status.conditions?.find((c) => c.type === "Failed");
+    expect(failed?.status).toBe("True");
+    expect(failed?.reason, JSON.stringify(status.conditions)).toMatch(/^[A-Z][A-Za-z]+$/);
+    const resumed = await waitFor(`${snap} ContainersResumed=True`, async () => {
+      const s = (await json<{ status?: SnapshotStatus }>(["-n", NS, "get", "sandboxsnapshot", snap])).status;
+      return s?.conditions?.find((c) => c.type === "ContainersResumed" && c.status === "True");
+    }, 300_000, 1_000);
+    process.stderr.write(`[journey] ${snap}: ${watch.acted}; frozen ${String(frozenMs)} ms after the act; Failed ${String(failed?.reason)}: ${String(failed?.message)}; ContainersResumed ${String(resumed.reason)}\n`);
+    // The bound docs/freeze-and-probes.md states: the commit Job's deadline plus the unpause Job's.
+    const maps = await json<{ items: { metadata: { name: string }; data?: Record<string, string> }[] }>(["-n", CONTROLLER_NAMESPACE, "get", "configmaps"]);
+    const config = maps.items.find((m) => m.metadata.name.startsWith("sandbox-snapshot-controller-config"));
+    const deadline = Number(config?.data?.COMMIT_JOB_DEADLINE_SECONDS ?? 600);
+    expect(frozenMs).toBeLessThan((deadline + 120) * 1000);
+    // Running, not frozen: exec answers and the container writes on; it was not restarted.
+    expect((await sh("frozen", "main", `echo ${snap} >> /data/after.txt && tail -n 1 /data/after.txt`)).trim()).toBe(snap);
+    const pod = await json<V1Pod>(["-n", NS, "get", "pod", "frozen"]);
+    expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+  };
+
+  it("the commit pod force-deleted mid-freeze (--force --grace-period=0) → the sandbox runs again, the snapshot is Failed with a reason", async () => {
+    await kubectl(["apply", "-f", "-"], podManifest("frozen", { main: SANDBOX_IMAGE }, {
+      command: ["/bin/sh", "-c", "while :; do test -e /data/big && dd if=/dev/zero of=/data/big bs=1k count=1 conv=notrunc 2>/dev/null; sleep 1; done"],
+    }));
+    const pod = await waitRunning("frozen");
+    await sh("frozen", "main", "mkdir -p /data/many && cd /data/many && i=0 && while [ $i -lt 100000 ]; do : > f$i; i=$((i+1)); done && dd if=/dev/zero of=/data/big bs=1M count=128 2>/dev/null && echo ok");
+    const cid = containerId(pod.status?.containerStatuses?.[0]?.containerID);
+    frozenCgroup = findFreezerCgroup(cid) ?? "";
+    expect(frozenCgroup, `freezer cgroup of ${cid}`).not.toBe("");
+    await killedMidFreeze("frozen-force", async (commitPod) => {
+      const name = commitPod.metadata?.name ?? "";
+      await kubectl(["-n", NS, "delete", "pod", name, "--force", "--grace-period=0", "--wait=false"]);
+      return `kubectl delete pod ${name} --force --grace-period=0`;
+    });
+  }, 900_000);
+
+  it("the committer SIGKILLed mid-freeze → the unpause Job resumes the sandbox, the snapshot is Failed with a reason", async () => {
+    expect(frozenCgroup).not.toBe("");
+    await killedMidFreeze("frozen-kill", (commitPod) => {
+      const pids = podProcesses(commitPod.metadata?.uid ?? "");
+      for (const pid of pids) process.kill(pid, "SIGKILL");
+      return Promise.resolve(pids.length > 0 ? `SIGKILL of the commit pod's processes ${pids.join(",")}` : "");
+    });
+    await kubectl(["-n", NS, "delete", "pod", "frozen", "--wait=false"]);
+  }, 900_000);
 
   it("a sandbox with an exec liveness probe at default settings is not restarted by a snapshot", async () => {
     await kubectl(["apply", "-f", "-"], podManifest("probed", { main: SANDBOX_IMAGE }, { livenessProbe: { exec: { command: ["/bin/true"] } } }));
