@@ -77,6 +77,16 @@ export function podProcesses(podUid: string): number[] {
   return pids;
 }
 
+/** Whether a process still runs (a zombie, killed and not yet reaped, does not). */
+export function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
 export interface FrozenWatch {
   /** performance.now() when the container was first seen FROZEN. */
   readonly frozenAt: number;
