@@ -103,7 +103,9 @@ export async function whenFrozen(cgroupDir: string, onFrozen: () => string | Pro
   let polls = 0;
   while (performance.now() < deadline) {
     const state = freezerState(cgroupDir);
-    if (state === "FROZEN" || state === "FREEZING") {
+    // FROZEN only: runc's cgroup v1 freezer, when a freeze stays FREEZING, thaws briefly and retries,
+    // so FREEZING is not yet a freeze (a kill seen there landed while the sandbox ran).
+    if (state === "FROZEN") {
       const frozenAt = performance.now();
       return { frozenAt, acted: await onFrozen() };
     }
