@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Three layers: unit (pure, seconds), integration (real containerd + registry on loopback),
-// cluster (real kube-apiserver + Metacontroller). `npm test` runs all three.
+// Four layers: unit (pure, seconds), integration (real containerd + registry on loopback),
+// cluster (real kube-apiserver + Metacontroller), node (a real single-node cluster: kubelet,
+// containerd CRI, the product installed with kubectl apply -k). `npm test` runs all four.
 export default defineConfig({
   test: {
     reporters: ["default", "./test/support/summary-reporter.ts"],
@@ -32,6 +33,17 @@ export default defineConfig({
           // Builds the cluster binaries from Go source when missing (cold: see docs/cluster-tests.md).
           globalSetup: ["test/support/cluster-setup.ts"],
           testTimeout: 300_000,
+          hookTimeout: 1_800_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          // Builds the node's binaries and the images from source when missing (docs/cluster-tests.md).
+          globalSetup: ["test/support/node-setup.ts"],
+          testTimeout: 600_000,
           hookTimeout: 1_800_000,
           fileParallelism: false,
         },

@@ -3,7 +3,8 @@
 # packages. Idempotent and quick when everything is present. Needs root (CI and these machines run
 # as root); without root it only reports what is missing.
 set -euo pipefail
-pkgs=(containerd runc docker-registry busybox-static etcd-server lua5.1 lua-cjson buildah skopeo zstd openssl apache2-utils faketime)
+pkgs=(containerd runc docker-registry busybox-static etcd-server lua5.1 lua-cjson buildah skopeo zstd openssl apache2-utils faketime
+      containernetworking-plugins iptables iproute2 gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

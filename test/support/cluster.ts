@@ -2,8 +2,10 @@
 //   etcd (Debian etcd-server) → kube-apiserver → kube-controller-manager (Job controller, garbage
 //   collector, service accounts) → Metacontroller,
 // the Kubernetes and Metacontroller binaries built from Go source by test/env/cluster/build.sh into
-// test/env/.cache/bin (the cluster project's global setup runs it). No kubelet and no scheduler: our
-// Jobs are node-pinned, and a test plays the kubelet's part by writing pod status.
+// test/env/.cache/bin (the cluster project's global setup runs it). By default no kubelet and no
+// scheduler: our Jobs are node-pinned, and a test plays the kubelet's part by writing pod status.
+// With `node: true` the cluster gets a real node (node-host.ts: containerd CRI, CNI bridge, pause
+// image; here: kubelet and kube-scheduler, and every default controller of kube-controller-manager).
 //
 // Identities: a throw-away CA (openssl) signs the API server's serving certificate and client
 // certificates for the admin (system:masters), kube-controller-manager (system:kube-controller-manager,
@@ -29,6 +31,7 @@ import {
 } from "@kubernetes/client-node";
 import { parseAllDocuments, stringify } from "yaml";
 import { inCI, missingComponents, which } from "./components.js";
+import { BRIDGE_IP, CONTAINERD_SOCKET, CGROUP_ROOT, NODE_DIR, NODE_NAME, REGISTRY_HOST, startNodeHost, type NodeHost } from "./node-host.js";
 
 export const CACHE_DIR = fileURLToPath(new URL("../env/.cache/", import.meta.url));
 export const BIN_DIR = join(CACHE_DIR, "bin");
@@ -38,7 +41,11 @@ export const METACONTROLLER_CRDS = join(CACHE_DIR, "metacontroller", "crds.yaml"
 const BUILD_FAILED_MARKER = join(CACHE_DIR, "build-failed.txt");
 
 export const CLUSTER_BINARIES = ["kube-apiserver", "kube-controller-manager", "kubectl", "metacontroller"] as const;
-export type ClusterBinary = (typeof CLUSTER_BINARIES)[number];
+/** The node's binaries (built by the same build.sh run). */
+export const NODE_BINARIES = ["kubelet", "kube-scheduler"] as const;
+/** The API server's port on 127.0.0.1 when the cluster has a node (deploy/overlays/test-node names it). */
+export const NODE_API_PORT = 6443;
+export type ClusterBinary = (typeof CLUSTER_BINARIES)[number] | (typeof NODE_BINARIES)[number];
 
 export function binPath(name: ClusterBinary): string {
   return join(BIN_DIR, name);
@@ -66,10 +73,17 @@ export function buildClusterBinaries(timeoutMs = 40 * 60_000): string | undefine
  * Like missingComponents(): a reason to skip the cluster suite (printed loudly), undefined when
  * everything is there; with CI=true a missing piece throws instead of skipping.
  */
-export function missingClusterComponents(): string | undefined {
-  const debian = missingComponents(["etcd", "openssl"]);
+export function missingClusterComponents(opts: { node?: boolean } = {}): string | undefined {
+  const debian = missingComponents(opts.node === true ? ["etcd", "openssl", "containerd", "runc", "ctr", "gcc", "ip", "iptables", "buildah"] : ["etcd", "openssl"]);
   if (debian) return debian;
-  const absent: string[] = CLUSTER_BINARIES.filter((b) => !existsSync(binPath(b)));
+  if (opts.node === true && !existsSync("/usr/lib/cni/bridge")) {
+    const why = "CNI plugins missing (/usr/lib/cni/bridge; Debian package containernetworking-plugins)";
+    if (inCI) throw new Error(`${why} — CI=true forbids skipping`);
+    process.stderr.write(`\n!!! SKIPPING: ${why}\n\n`);
+    return why;
+  }
+  const wanted: ClusterBinary[] = [...CLUSTER_BINARIES, ...(opts.node === true ? NODE_BINARIES : [])];
+  const absent: string[] = wanted.filter((b) => !existsSync(binPath(b)));
   if (!existsSync(METACONTROLLER_CRDS)) absent.push("metacontroller CRDs");
   if (absent.length === 0) return undefined;
   const failed = existsSync(BUILD_FAILED_MARKER) ? ` (${readFileSync(BUILD_FAILED_MARKER, "utf8").trim()})` : "";
@@ -230,7 +244,9 @@ interface Pki {
   saPub: string;
   servingCrt: string;
   servingKey: string;
-  clients: Record<"admin" | "controller-manager" | "metacontroller", { crt: string; key: string }>;
+  clients: Record<"admin" | "controller-manager" | "metacontroller" | "scheduler" | "kubelet" | "apiserver-kubelet", { crt: string; key: string }>;
+  /** The kubelet's serving certificate (IP SAN: the bridge address). */
+  kubeletServing: { crt: string; key: string };
 }
 
 function makePki(dir: string): Pki {
@@ -255,6 +271,10 @@ function makePki(dir: string): Pki {
   sign("admin", "/O=system:masters/CN=cluster-test-admin", client);
   sign("controller-manager", "/CN=system:kube-controller-manager", client);
   sign("metacontroller", "/O=system:masters/CN=metacontroller", client);
+  sign("scheduler", "/CN=system:kube-scheduler", client);
+  sign("kubelet", `/O=system:nodes/CN=system:node:${NODE_NAME}`, client);
+  sign("apiserver-kubelet", "/O=system:masters/CN=kube-apiserver-kubelet-client", client);
+  sign("kubelet-serving", `/CN=${NODE_NAME}`, `subjectAltName=IP:${BRIDGE_IP},DNS:${NODE_NAME}\nextendedKeyUsage=serverAuth\n`);
   const pair = (n: string): { crt: string; key: string } => ({ crt: f(`${n}.crt`), key: f(`${n}.key`) });
   return {
     caCrt: f("ca.crt"),
@@ -263,7 +283,15 @@ function makePki(dir: string): Pki {
     saPub: f("sa.pub"),
     servingCrt: f("apiserver.crt"),
     servingKey: f("apiserver.key"),
-    clients: { admin: pair("admin"), "controller-manager": pair("controller-manager"), metacontroller: pair("metacontroller") },
+    clients: {
+      admin: pair("admin"),
+      "controller-manager": pair("controller-manager"),
+      metacontroller: pair("metacontroller"),
+      scheduler: pair("scheduler"),
+      kubelet: pair("kubelet"),
+      "apiserver-kubelet": pair("apiserver-kubelet"),
+    },
+    kubeletServing: pair("kubelet-serving"),
   };
 }
 
@@ -348,6 +376,11 @@ export interface ClusterOptions {
   metacontrollerVerbosity?: number;
   /** Keep the temp dir (logs, certificates, etcd data) after stop(); also CLUSTER_KEEP=1. */
   keep?: boolean;
+  /**
+   * A real node (kubelet, kube-scheduler, containerd CRI, CNI bridge; node-host.ts) and every default
+   * controller. Needs root; one node per machine (a lock waits for none: a second start fails).
+   */
+  node?: boolean;
 }
 
 export interface Cluster {
@@ -364,6 +397,10 @@ export interface Cluster {
   dir: string;
   /** Log files of the components, for diagnostics. */
   logs: Record<string, string>;
+  /** The node's host side (containerd, bridge) when started with `node: true`. */
+  node?: NodeHost;
+  /** The node's name when started with `node: true`. */
+  nodeName?: string;
   /**
    * Runs our kubectl (built with the API server) with the admin kubeconfig, synchronously: it blocks
    * the event loop, so with an in-process hook server running use kubectlAsync.
@@ -397,19 +434,26 @@ export function readManifests(file: string): KubernetesObject[] {
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const etcdBin = which("etcd");
   if (!etcdBin) throw new Error("etcd not found (Debian package etcd-server)");
-  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  // With a node: on disk. (Something on the shared test machines empties /dev/shm now and then; a
+  // node cluster lives for minutes, and its kubelet's certificates must not vanish under it.)
+  const base = existsSync("/dev/shm") && opts.node !== true ? "/dev/shm" : tmpdir();
   const dir = mkdtempSync(join(base, "cluster-test-"));
   const keep = opts.keep === true || process.env.CLUSTER_KEEP === "1";
   installExitHook();
   if (!keep) liveDirs.add(dir);
   const procs: Proc[] = [];
   let mc: Proc | undefined;
+  let kubelet: Proc | undefined;
+  let nodeHost: NodeHost | undefined;
   let stopped = false;
 
   const stopAll = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     if (mc) await stopProc(mc);
+    // The kubelet first: the node's teardown then kills its pods and undoes its host changes.
+    if (kubelet) await stopProc(kubelet);
+    if (nodeHost) await nodeHost.stop();
     for (const p of [...procs].reverse()) await stopProc(p);
     if (keep) process.stderr.write(`cluster: kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
@@ -417,8 +461,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   try {
+    if (opts.node === true) nodeHost = await startNodeHost({ cacheDir: join(CACHE_DIR, "node"), registries: [REGISTRY_HOST] });
     const pki = makePki(dir);
-    const [etcdPort, peerPort, apiPort, kcmPort, mcPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [etcdPort, peerPort, freeApiPort, kcmPort, mcPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    // With a node, the API server's port is fixed: the installed product's host-network pods are told
+    // it by the test overlay (deploy/overlays/test-node). The node lock keeps it to one per machine.
+    const apiPort = nodeHost ? NODE_API_PORT : freeApiPort;
     const server = `https://127.0.0.1:${String(apiPort)}`;
 
     // etcd
@@ -453,6 +501,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       "--allow-privileged=true",
       "--endpoint-reconciler-type=none",
       "--profiling=false",
+      ...(nodeHost
+        ? [
+            "--enable-admission-plugins=NodeRestriction",
+            `--kubelet-client-certificate=${pki.clients["apiserver-kubelet"].crt}`,
+            `--kubelet-client-key=${pki.clients["apiserver-kubelet"].key}`,
+            `--kubelet-certificate-authority=${pki.caCrt}`,
+            "--kubelet-preferred-address-types=InternalIP",
+          ]
+        : []),
       "--v=1",
     ], dir);
     procs.push(apiserver);
@@ -475,6 +532,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const kubeconfig = writeKubeconfig("admin", "admin");
     const kcmKubeconfig = writeKubeconfig("controller-manager", "kube-controller-manager");
     const mcKubeconfig = writeKubeconfig("metacontroller", "metacontroller");
+    const schedKubeconfig = writeKubeconfig("scheduler", "kube-scheduler");
+    const kubeletKubeconfig = writeKubeconfig("kubelet", `system:node:${NODE_NAME}`);
 
     // kube-controller-manager: Job controller, garbage collector, service accounts and their tokens,
     // namespace deletion. Each controller runs under its own service account.
@@ -484,7 +543,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `--authorization-kubeconfig=${kcmKubeconfig}`,
       "--bind-address=127.0.0.1", `--secure-port=${String(kcmPort)}`,
       `--cert-dir=${join(dir, "kcm-certs")}`,
-      "--controllers=job-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller",
+      // With a node, every default controller (root-ca-cert-publisher's kube-root-ca.crt is what pods'
+      // service-account volumes need; Deployments, ReplicaSets, StatefulSets run the installed product).
+      nodeHost
+        ? "--controllers=*"
+        : "--controllers=job-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller",
       "--use-service-account-credentials=true",
       `--service-account-private-key-file=${pki.saKey}`,
       `--root-ca-file=${pki.caCrt}`,
@@ -505,6 +568,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
     const objects = KubernetesObjectApi.makeApiClient(kc);
     const apiext = kc.makeApiClient(ApiextensionsV1Api);
+
+    if (nodeHost) {
+      const schedPort = await freePort();
+      procs.push(startProc("kube-scheduler", binPath("kube-scheduler"), [
+        `--kubeconfig=${schedKubeconfig}`,
+        `--authentication-kubeconfig=${schedKubeconfig}`,
+        `--authorization-kubeconfig=${schedKubeconfig}`,
+        "--bind-address=127.0.0.1", `--secure-port=${String(schedPort)}`,
+        "--leader-elect=false",
+        "--v=1",
+      ], dir));
+      kubelet = await startKubelet(dir, pki, kubeletKubeconfig);
+      const k = kubelet;
+      await waitFor(`node ${NODE_NAME} Ready`, async () => {
+        assertRunning(k);
+        const n = await core.readNode({ name: NODE_NAME });
+        return n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+      }, 120_000, 300);
+    }
 
     const apply = async (objs: readonly KubernetesObject[]): Promise<void> => {
       if (objs.length === 0) return;
@@ -560,6 +642,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const logs: Record<string, string> = {};
     for (const p of procs) logs[p.name] = p.log;
     logs.metacontroller = join(dir, "metacontroller.log");
+    if (kubelet) logs.kubelet = kubelet.log;
+    if (nodeHost) logs.containerd = nodeHost.containerdLog;
 
     return {
       server,
@@ -572,6 +656,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       objects,
       dir,
       logs,
+      ...(nodeHost ? { node: nodeHost, nodeName: NODE_NAME } : {}),
       kubectl: (args, o = {}) => {
         const r = spawnSync(binPath("kubectl"), [`--kubeconfig=${kubeconfig}`, ...args], {
           encoding: "utf8",
@@ -590,7 +675,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       stop: stopAll,
     };
   } catch (err) {
-    const detail = ["etcd", "kube-apiserver", "kube-controller-manager", "metacontroller"]
+    const detail = ["etcd", "kube-apiserver", "kube-controller-manager", "metacontroller", "kube-scheduler", "kubelet"]
       .map((n) => {
         const t = tail(join(dir, `${n}.log`), 15);
         return t ? `--- ${n}.log (tail)\n${t}` : "";
@@ -600,4 +685,61 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     await stopAll();
     throw new Error(`startCluster failed: ${err instanceof Error ? err.message : String(err)}\n${detail}`, { cause: err });
   }
+}
+
+/**
+ * The kubelet, configured for these machines (docs/cluster-tests.md "The node"): cgroup v1 with
+ * cgroupfs under CGROUP_ROOT, no swap check, its own oom_score_adj left alone (no CAP_SYS_RESOURCE),
+ * webhook authentication and authorization, serving on the bridge address with a CA-signed certificate.
+ */
+async function startKubelet(dir: string, pki: Pki, kubeconfig: string): Promise<Proc> {
+  const [port, healthzPort] = await Promise.all([freePort(), freePort()]);
+  const config = {
+    apiVersion: "kubelet.config.k8s.io/v1beta1",
+    kind: "KubeletConfiguration",
+    address: BRIDGE_IP,
+    port,
+    readOnlyPort: 0,
+    healthzBindAddress: "127.0.0.1",
+    healthzPort,
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: pki.caCrt } },
+    authorization: { mode: "Webhook" },
+    tlsCertFile: pki.kubeletServing.crt,
+    tlsPrivateKeyFile: pki.kubeletServing.key,
+    containerRuntimeEndpoint: `unix://${CONTAINERD_SOCKET}`,
+    cgroupDriver: "cgroupfs",
+    cgroupRoot: CGROUP_ROOT,
+    failCgroupV1: false,
+    failSwapOn: false,
+    oomScoreAdj: 0,
+    clusterDomain: "cluster.local",
+    // No DNS in this cluster (docs/cluster-tests.md): pods get the host's resolver file, unused.
+    resolvConf: "",
+    serializeImagePulls: false,
+    // The machine's disk is shared and busy: evict only when it is really full.
+    evictionHard: { "memory.available": "100Mi", "nodefs.available": "2%", "imagefs.available": "2%", "nodefs.inodesFree": "1%" },
+    imageGCHighThresholdPercent: 99,
+    imageGCLowThresholdPercent: 98,
+    maxPods: 60,
+    podPidsLimit: -1,
+    registerNode: true,
+    staticPodPath: "",
+    syncFrequency: "10s",
+    fileCheckFrequency: "10s",
+    nodeStatusUpdateFrequency: "5s",
+    shutdownGracePeriod: "0s",
+  };
+  const configFile = join(NODE_DIR, "kubelet.yaml");
+  writeFileSync(configFile, stringify(config));
+  const kubeletKubeconfig = join(NODE_DIR, "kubelet.kubeconfig");
+  writeFileSync(kubeletKubeconfig, readFileSync(kubeconfig), { mode: 0o600 });
+  return startProc("kubelet", binPath("kubelet"), [
+    `--config=${configFile}`,
+    `--kubeconfig=${kubeletKubeconfig}`,
+    `--root-dir=${join(NODE_DIR, "kubelet")}`,
+    `--cert-dir=${join(NODE_DIR, "kubelet-pki")}`,
+    `--hostname-override=${NODE_NAME}`,
+    `--node-ip=${BRIDGE_IP}`,
+    "--v=2",
+  ], dir);
 }

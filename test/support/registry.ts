@@ -24,6 +24,8 @@ export interface StartRegistryOptions {
   readonly token?: TokenIssuerOptions;
   /** Registry log level (default "warn"); the log is in `<dir>/registry.log`. */
   readonly logLevel?: "debug" | "info" | "warn" | "error";
+  /** Listen on this `host:port` instead of a free port on 127.0.0.1 (the test node's bridge address). */
+  readonly address?: string;
 }
 
 export interface TestRegistry {
@@ -150,8 +152,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   live.add(entry);
   let issuer: TokenIssuer | undefined;
   try {
-    const port = await freePort();
-    const host = `127.0.0.1:${port}`;
+    const host = opts.address ?? `127.0.0.1:${String(await freePort())}`;
     const httpUrl = `http://${host}`;
     const dataDir = join(dir, "data");
     const logPath = join(dir, "registry.log");

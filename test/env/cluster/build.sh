@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cluster-test binaries from Go source through the Go module proxy:
-#   kube-apiserver, kube-controller-manager, kubectl  (this module: k8s.io/kubernetes, pinned in go.mod)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet
+#                                                      (this module: k8s.io/kubernetes, pinned in go.mod)
 #   metacontroller                                     (metacontroller/go.mod, pinned commit)
 # into test/env/.cache/bin (gitignored). Idempotent: a component is skipped when its binaries exist and
 # its stamp (hash of the pinning go.mod/go.sum) matches. Go's build and module caches stay in their
@@ -73,8 +74,9 @@ if [ "$what" = all ] || [ "$what" = kube ]; then
     xflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   recipe+=" $xflags"
-  build kube "$here" go.mod go.sum -- kube-apiserver kube-controller-manager kubectl -- \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  build kube "$here" go.mod go.sum -- kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet -- \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 fi
 if [ "$what" = all ] || [ "$what" = metacontroller ]; then
   if [ -f "$here/metacontroller/go.mod" ]; then
@@ -86,6 +88,8 @@ if [ "$what" = all ] || [ "$what" = metacontroller ]; then
     if [ -n "$mcdir" ] && [ -f "$mcdir/manifests/production/metacontroller-crds-v1.yaml" ]; then
       mkdir -p "$cache/metacontroller"
       cp -f "$mcdir/manifests/production/metacontroller-crds-v1.yaml" "$cache/metacontroller/crds.yaml"
+      # Its upstream manifests (the test node installs Metacontroller in the cluster with them).
+      echo "$mcdir" > "$cache/metacontroller/source-dir"
     else
       log "metacontroller: CRDs not found in the module cache ($mcdir)"; rc=1
     fi
