@@ -333,6 +333,12 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
   out.push(
     `- our freeze ≤ 1/5 of the Diff service's: ${verdict(fifthOk.length === r.runs.length)} — held for ${ids(fifthOk)}; missed for ${ids(r.runs.filter((x) => !fifthOk.includes(x)))}.`,
   );
+  for (const x of r.runs.filter((y) => y.id === "g")) {
+    const ok = x.ours.error === undefined;
+    out.push(
+      `- (g) ${fmtInt(x.changedEntries)} entries commit under the default 60 s watchdog (SNAPSHOT_MAX_FREEZE_SECONDS unset): ${verdict(ok)} — freeze felt ${fmtMs(x.ours.feltFreezeMs, 0)} (reported ${fmtMs(x.ours.reportedFreezeMs, 0)}), ${fmtRatio(x.ours.feltFreezeMs / x.coldReadMs)} the cold GNU tar of the upper directory${ok ? "" : `; the commit failed: ${x.ours.error ?? ""}`}${r.quick ? " (a quick run: not the 500,000 entries of the target)" : ""}.`,
+    );
+  }
   for (const x of r.runs.filter((y) => y.verified !== undefined)) {
     out.push(`- (${x.id})×${x.containers}, a sandbox writing all along: freeze felt ${fmtMs(x.ours.feltFreezeMs, 0)}; the pushed image pulled back and checked — ${x.verified ?? ""}.`);
   }
