@@ -218,7 +218,8 @@ async function startPod(cd: Containerd, hb: string, hbRoot: string, pod: string,
   const containers: BenchContainer[] = [];
   for (let i = 0; i < count; i++) {
     const name = `c${i}`;
-    const id = `${pod}-${name}-${++seq}`;
+    // unique on the host: runc's state directory (/run/containerd/runc/<namespace>) is shared by every containerd here
+    const id = `${pod}-${name}-${process.pid}-${++seq}`;
     const dir = join(hbRoot, id);
     mkdirSync(dir, { recursive: true });
     const labels = {
