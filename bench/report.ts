@@ -241,6 +241,7 @@ export function renderReport(input: ReportInput): string {
   out.push("npm run bench -- --quick     # everyday run, under two minutes (prints the report; docs/ keeps the full run)");
   out.push("npm run bench -- --only=hook # or --only=committer: one part, the other part's section is kept");
   out.push("npm run bench -- --report    # re-render this file from bench/results/*.json");
+  out.push("BENCH_WORKLOADS=e1,g1 npm run bench -- --only=committer  # some committer workloads: ids (a)–(g), ×1 or ×3 containers");
   out.push("```");
   out.push("");
   out.push("Raw figures of the last run: `bench/results/hook.json`, `bench/results/committer.json`.");
@@ -333,6 +334,12 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
   out.push(
     `- our freeze ≤ 1/5 of the Diff service's: ${verdict(fifthOk.length === r.runs.length)} — held for ${ids(fifthOk)}; missed for ${ids(r.runs.filter((x) => !fifthOk.includes(x)))}.`,
   );
+  for (const x of r.runs.filter((y) => y.id === "g")) {
+    const ok = x.ours.error === undefined;
+    out.push(
+      `- (g) ${fmtInt(x.changedEntries)} entries commit under the default 60 s watchdog (SNAPSHOT_MAX_FREEZE_SECONDS unset): ${verdict(ok)} — freeze felt ${fmtMs(x.ours.feltFreezeMs, 0)} (reported ${fmtMs(x.ours.reportedFreezeMs, 0)}), ${fmtRatio(x.ours.feltFreezeMs / x.coldReadMs)} the cold GNU tar of the upper directory${ok ? "" : `; the commit failed: ${x.ours.error ?? ""}`}${r.quick ? " (a quick run: not the 500,000 entries of the target)" : ""}.`,
+    );
+  }
   for (const x of r.runs.filter((y) => y.verified !== undefined)) {
     out.push(`- (${x.id})×${x.containers}, a sandbox writing all along: freeze felt ${fmtMs(x.ours.feltFreezeMs, 0)}; the pushed image pulled back and checked — ${x.verified ?? ""}.`);
   }
@@ -370,7 +377,7 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
     out.push("");
     out.push(
       table(
-        ["workload", "containers", "changed", "floor cold", "freeze felt then", "freeze felt now", "end to end then", "end to end now", "now / then (end to end)"],
+        ["workload", "containers", "changed", "floor cold", "freeze felt then", "freeze felt now", "end to end then", "end to end now", "now / then (end to end)", "ours / bound then", "ours / bound now"],
         e.results.runs.map((x) => {
           const now = r.runs.find((y) => y.id === x.id && y.containers === x.containers);
           const comparable = now?.changedBytes === x.changedBytes;
@@ -384,12 +391,22 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
             fmtMs(x.ours.endToEndMs, 0),
             now !== undefined ? fmtMs(now.ours.endToEndMs, 0) : "not run",
             comparable ? fmtRatio(now.ours.endToEndMs / x.ours.endToEndMs) : "— (other size)",
+            fmtRatio(x.ours.endToEndMs / x.boundMs),
+            comparable ? fmtRatio(now.ours.endToEndMs / now.boundMs) : "—",
           ];
         }),
       ),
     );
     out.push("");
-    out.push("Target: end to end no more than 10 % worse than then (the pre-copy reads the tree a second time). Rows run at another size (a quick run) are not comparable and say so.");
+    // the machine's speed differs between runs: the bound (same code both times) measures it
+    const rows = e.results.runs.flatMap((x) => {
+      const now = r.runs.find((y) => y.id === x.id && y.containers === x.containers && y.changedBytes === x.changedBytes);
+      return now !== undefined && now.ours.error === undefined ? [{ x, now }] : [];
+    });
+    const worse = rows.filter(({ x, now }) => now.ours.endToEndMs / now.boundMs > 1.1 * (x.ours.endToEndMs / x.boundMs));
+    out.push(
+      `Target: end to end no more than 10 % worse than then (the pre-copy reads the tree a second time). Times from two runs on a shared machine differ with its load, so this is judged on end to end against the bound of the same run: ${rows.length === 0 ? "not judged (no comparable rows)" : `${verdict(worse.length === 0)} — held for ${rows.filter((y) => !worse.includes(y)).map(({ x }) => `(${x.id})×${x.containers}`).join(", ") || "none"}; missed for ${worse.map(({ x }) => `(${x.id})×${x.containers}`).join(", ") || "none"}`}. Rows run at another size (a quick run) are not comparable and say so.`,
+    );
     out.push("");
   }
   const failed = r.runs.filter((x) => x.ours.error !== undefined);
@@ -426,10 +443,10 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
 }
 
 /** Analysis of the full run of 2026-11-29 (profiles and follow-up measurements); dated, not regenerated. */
-const FINDINGS = `## Findings and hot spots (analysis of the 2026-11-29 runs)
+const FINDINGS = `## Findings and hot spots
 
-Written by hand from the full run above, CPU profiles and small follow-up measurements on the same
-machine; re-check them after changes to the code they name.
+Written by hand from the runs above (hook server: 2026-11-29; committer: 2026-12-01), CPU profiles and
+small follow-up measurements on the same machine; re-check them after changes to the code they name.
 
 ### Hook server
 
@@ -451,28 +468,51 @@ machine; re-check them after changes to the code they name.
   echo alike, from V8's young generation and the large request strings; check it against the hook
   Deployment's memory limit.
 
-### Committer
+### Committer (2026-12-01, issue 14: pre-copy, only the delta under the freeze)
 
-The committer tables above were measured after two fixes that the first full run led to: uploads
-stream (streamed bodies go over node:http(s) with backpressure — before, Node 20's fetch held the whole
-blob, and a 1 GiB layer was OOM-killed under the Job's 512 MiB; now peak RSS is 93–97 MiB whatever the
-layer size, and test/integration/registry-streaming.test.ts guards it), and the captured layer is written
-through a 4 MiB stream buffer (capture of a 1,000-file upper directory: median 55 → 37 ms here).
+Measured with \`BENCH_WORKLOADS=a1,b1,c1,d1,e1,f1,g1 npm run bench -- --only=committer\` on a machine
+shared with two other engineers' test suites (image builds, a kubelet node, cluster tests): the
+1-minute load average was 2.4 at the start and 7–13 during the (e) and (g) rows, and the disk was busy
+too — the bound's times are 1.4–4× those of 2026-11-29. Read the ratios (same run), not the times.
 
-- **Freezes with many small entries miss both targets.** In rows (a) and (d) our freeze is 1.9–5.4× the
-  cold read and 0.87–1.33× the Diff service's (~180–390 ms felt). Part of it is fixed cost inside the
-  freeze — pausing and resuming every container through containerd (7–12 ms each, more under load) and
-  starting GNU tar — and part is rewriting many small tar entries in Node (37 ms for 1,000 files on a
-  warm cache, against ~10 ms for tar alone); the split was not measured after the write batching. A
-  profile taken before it showed per-piece file writes (~16 %), the tar spawn, GC (~8 %) and the tar
-  codec (~5 %); fewer awaits per entry in src/committer/layer.ts is the next step.
-- **For large layers our freeze is 6–8× shorter than the Diff service's (ratio 0.12–0.17) and 0.6–1.3×
-  the cold read**: both targets are met for (b) and (c), one and three containers. The ours-to-floor
-  ratio includes writing the uncompressed layer to the scratch volume, which the floor (a read into a
-  pipe) does not. "Cold" means cold in this virtual machine: the host may still cache the virtual disk.
-- **End to end, (c) is within 1.2× of the bound (0.99–1.02×) and (b) just over it (1.20–1.21×); small
-  layers are dominated by fixed costs**: Node's start-up (~90 ms), the containerd look-ups and checks, the base
-  image's layer push on the first snapshot of a repository, and the manifest.
+- **The freeze no longer grows with the sandbox's changes: every freeze target is met at full size.**
+  1 GiB (c) froze for 95 ms felt (0.015× its 6.5 s cold read, 0.001× the Diff service's 92 s);
+  256 MiB (b) 93 ms (0.06×). Before the pre-copy: 2.1 s and 0.8 s. What is left inside the freeze is
+  pause and resume, a stat walk of the upper directory and a raw re-read of what changed since the
+  pre-copy — for an idle sandbox nothing.
+- **Many small entries: the stat walk is what remains.** (e) 200,002 entries froze for 15.5 s felt,
+  0.49× a cold GNU tar of the upper directory (target ≤ 1.0×: met; the last quick run before the walk
+  fixes was 1.45×); (g) 500,002 entries froze for 34.8 s and committed under the default 60 s watchdog
+  (0.39× the cold tar). That is ~70 µs per entry at that load; the same walk measured ~25–30 µs of CPU per
+  entry on 12,500 entries (cpuUsage). The walk opens every directory through \`/proc/self/fd\` (so a
+  swapped symlink is never followed) and lstats each entry through that prefix: ~15 µs per entry against
+  ~8 µs for a plain path (measured here); the rest is Node per-entry work (strings, Stats objects, the
+  index merge, now a byte comparison of the encoded stat). Next steps, in order: lstat by plain path
+  while frozen (nothing can swap a directory then), and splitting the walk over two threads.
+- **(a) and (d) are dominated by fixed costs** (0.44× and 0.79× the cold read, targets ≤ 1.5× met): pause
+  and resume, the freeze-record check before the thaw, and a walk of 1,000–2,500 entries.
+- **End to end within 1.2× of the bound: met for (b) (1.07×) and (c) (0.94×), missed for the rest.**
+  Small layers pay fixed costs (Node's start-up, look-ups, the base image's first push to a repository,
+  the manifest). Many entries pay the layer assembly after the thaw: (e) 128 s against a 39 s bound
+  (3.3×), (g) 339 s against 79 s (4.3×). The assembly re-parses each entry's tar header from the
+  pre-copy archive (a generator per entry), converts it and encodes it again at ~280 µs per entry here;
+  streaming the archive's headers and data in order instead of one seek per entry is the next step.
+- **Against 2026-11-29 the end-to-end times cannot be compared directly**: the machine was 1.4–4×
+  slower in this run (the bound, which did not change, shows it). Against the bound, (b) went from 1.20×
+  to 1.07× and (c) from 1.02× to 0.94×; (a) from 5.8× to 8×. The pre-copy reads the tree once before the
+  freeze, the layer is made from that copy after it (the uncompressed layer is no longer written).
+- **Memory stays flat**: peak RSS 93–97 MiB for up to 1 GiB, 109 MiB for 500,002 entries (records are
+  streamed through files on the scratch volume, not held in memory);
+  test/integration/committer-capture-memory.test.ts guards it (10,000 against 60,000 entries).
+- **(f), a sandbox writing all through the commit**: see its row — the image pulled back holds a whole
+  log up to one line and one whole version of the rewritten file.
 - nerdctl could not be built here (the module proxy answers 403 for it), so the Diff-service run — what
   \`nerdctl commit\` does — is the only "usual way" baseline.
+
+### Committer (2026-11-29, before the pre-copy)
+
+Large layers froze 0.6–1.3× their cold read (the whole change was read inside the freeze); rows (a) and
+(d) missed their targets (1.9–5.4× the cold read); uploads were made to stream after that run (peak RSS
+93–97 MiB whatever the layer size, test/integration/registry-streaming.test.ts). Its figures are in the
+"Earlier run" table above.
 `;

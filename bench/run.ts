@@ -73,7 +73,9 @@ async function main(): Promise<void> {
   const started = performance.now();
   const machine = describeMachine();
   const extra = [args.quick ? "--quick" : "", args.realtime ? "--realtime" : "", args.only ? `--only=${args.only}` : ""].filter(Boolean);
-  const command = `npm run bench${extra.length > 0 ? ` -- ${extra.join(" ")}` : ""}`;
+  // a selection of committer workloads (bench/committer.ts) is part of the command that reproduces the run
+  const selected = process.env.BENCH_WORKLOADS !== undefined && args.only !== "hook" ? `BENCH_WORKLOADS=${process.env.BENCH_WORKLOADS} ` : "";
+  const command = `${selected}npm run bench${extra.length > 0 ? ` -- ${extra.join(" ")}` : ""}`;
   const meta = (): RunMeta => ({ date: new Date().toISOString(), quick: args.quick, command, seconds: (performance.now() - started) / 1000 });
 
   // A quick run keeps its figures apart (.bench-tmp/results/quick-*.json, .bench-tmp/benchmarks-quick.md)

@@ -18,12 +18,8 @@ export interface EntryRecord extends WalkEntry {
 const KINDS: readonly Kind[] = ["file", "dir", "symlink", "char", "block", "fifo"];
 const FIXED = 1 + 8 * 8 + 4 * 4 + 4; // kind, 8 doubles, 4 u32, i32
 
-/** Encodes a record into `b` at `at` (room checked by the caller); returns the end. */
-function encodeInto(b: Buffer, at: number, r: EntryRecord): number {
-  const len = b.write(r.path, at + 2, "latin1");
-  b.writeUInt16LE(len, at);
-  let o = at + 2 + len;
-  const s = r.stat;
+/** Encodes a record's fixed part (its stat and source) into `b` at `o`; returns the end. */
+function encodeFixed(b: Buffer, o: number, s: EntryStat, src: Source | undefined): number {
   b[o++] = KINDS.indexOf(s.kind);
   o = b.writeDoubleLE(s.dev, o);
   o = b.writeDoubleLE(s.ino, o);
@@ -32,13 +28,29 @@ function encodeInto(b: Buffer, at: number, r: EntryRecord): number {
   o = b.writeDoubleLE(s.rdev, o);
   o = b.writeDoubleLE(s.mtimeMs, o);
   o = b.writeDoubleLE(s.ctimeMs, o);
-  o = b.writeDoubleLE(r.src?.offset ?? -1, o);
+  o = b.writeDoubleLE(src?.offset ?? -1, o);
   o = b.writeUInt32LE(s.perm, o);
   o = b.writeUInt32LE(s.uid, o);
   o = b.writeUInt32LE(s.gid, o);
   o = b.writeUInt32LE(s.nlink, o);
-  return b.writeInt32LE(r.src?.tar ?? -1, o);
+  return b.writeInt32LE(src?.tar ?? -1, o);
 }
+
+/** Encodes a record into `b` at `at` (room checked by the caller); returns the end. */
+function encodeInto(b: Buffer, at: number, r: EntryRecord): number {
+  const len = b.write(r.path, at + 2, "latin1");
+  b.writeUInt16LE(len, at);
+  return encodeFixed(b, at + 2 + len, r.stat, r.src);
+}
+
+// The byte ranges of the fixed part that sameStat compares (kind, dev, ino, size; rdev, mtime, ctime;
+// perm, uid, gid, nlink): all but the allocated blocks and the source.
+const SAME_STAT_RANGES: readonly (readonly [number, number])[] = [
+  [0, 25],
+  [33, 57],
+  [65, 81],
+];
+const TAR_AT = 81;
 
 function decode(b: Buffer, at: number): { rec: EntryRecord; next: number } | undefined {
   if (at + 2 > b.length) return undefined;
@@ -82,6 +94,14 @@ export class RecordWriter {
     this.used = encodeInto(this.buf, this.used, r);
     this.count++;
   }
+  /** Appends the reader's current record as it is, bytes copied (an entry reused unchanged). */
+  addCurrent(r: RecordReader): void {
+    const raw = r.raw();
+    if (raw === undefined) throw new Error("records: no current record to copy");
+    if (this.used + raw.length > this.buf.length) this.flush();
+    this.used += raw.copy(this.buf, this.used);
+    this.count++;
+  }
   private flush(): void {
     let off = 0;
     while (off < this.used) off += writeSync(this.fd, this.buf, off, this.used - off);
@@ -94,27 +114,44 @@ export class RecordWriter {
   }
 }
 
-/** Reads records back in order; `peek` and `next` let a merge advance it against another stream. */
+/**
+ * Reads records back in order; `peek` and `next` let a merge advance it against another stream. The
+ * current record is decoded only when asked for: `path`, `sameStatAs` and RecordWriter.addCurrent
+ * work on its bytes (a frozen walk reuses most records unchanged).
+ */
 export class RecordReader {
   private readonly fd: number;
   private buf = Buffer.alloc(0);
+  /** Start and end of the current record in `buf` (end -1: none, the end of the file). */
   private at = 0;
+  private end = -1;
   private eof = false;
+  private headPath: string | undefined;
   private head: EntryRecord | undefined;
+  private readonly probe = Buffer.allocUnsafe(FIXED);
 
   constructor(path: string) {
     this.fd = openSync(path, "r");
-    this.head = this.load();
+    this.load(0);
   }
 
-  private load(): EntryRecord | undefined {
+  /** Makes the record starting at `from` current, reading more of the file as needed. */
+  private load(from: number): void {
+    this.at = from;
+    this.headPath = undefined;
+    this.head = undefined;
     for (;;) {
-      const d = decode(this.buf, this.at);
-      if (d !== undefined) {
-        this.at = d.next;
-        return d.rec;
+      if (this.at + 2 <= this.buf.length) {
+        const end = this.at + 2 + this.buf.readUInt16LE(this.at) + FIXED;
+        if (end <= this.buf.length) {
+          this.end = end;
+          return;
+        }
       }
-      if (this.eof) return undefined;
+      if (this.eof) {
+        this.end = -1;
+        return;
+      }
       const rest = this.buf.subarray(this.at);
       const chunk = Buffer.allocUnsafe(1024 * 1024);
       const got = readSync(this.fd, chunk, 0, chunk.length, null);
@@ -124,14 +161,43 @@ export class RecordReader {
     }
   }
 
+  /** The current record's path, or undefined at the end. */
+  path(): string | undefined {
+    if (this.end < 0) return undefined;
+    this.headPath ??= this.buf.toString("latin1", this.at + 2, this.at + 2 + this.buf.readUInt16LE(this.at));
+    return this.headPath;
+  }
+
+  /** The current record's bytes (valid until the reader moves). */
+  raw(): Buffer | undefined {
+    return this.end < 0 ? undefined : this.buf.subarray(this.at, this.end);
+  }
+
+  /** The current record has a copy and the same stat as `s` (sameStat, compared as encoded bytes). */
+  sameStatAs(s: EntryStat): boolean {
+    if (this.end < 0) return false;
+    const o = this.end - FIXED;
+    if (this.buf.readInt32LE(o + TAR_AT) < 0) return false;
+    encodeFixed(this.probe, 0, s, undefined);
+    for (const [a, b] of SAME_STAT_RANGES) if (this.probe.compare(this.buf, o + a, o + b, a, b) !== 0) return false;
+    return true;
+  }
+
   peek(): EntryRecord | undefined {
+    if (this.end < 0) return undefined;
+    this.head ??= decode(this.buf, this.at)?.rec;
     return this.head;
   }
 
   next(): EntryRecord | undefined {
-    const h = this.head;
-    if (h !== undefined) this.head = this.load();
+    const h = this.peek();
+    if (h !== undefined) this.load(this.end);
     return h;
+  }
+
+  /** Moves past the current record without decoding it. */
+  skip(): void {
+    if (this.end >= 0) this.load(this.end);
   }
 
   close(): void {

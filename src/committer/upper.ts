@@ -22,7 +22,7 @@
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { NeedsDiffService, TRUSTED_OVERLAY } from "./layer.js";
 import { rawTar } from "./rawtar.js";
-import { comparePaths, RecordReader, RecordWriter, sameStat, type EntryRecord, type Source } from "./records.js";
+import { comparePaths, RecordReader, RecordWriter, type EntryRecord, type Source } from "./records.js";
 import type { Scratch } from "./scratch.js";
 import { FileBytes, readTarFile, type TarEntry, type TarHeader } from "./tar.js";
 import { displayPath, walkTree, type EntryStat, type WalkEntry } from "./walk.js";
@@ -278,9 +278,8 @@ export class UpperCapture {
           await tar.advance();
         }
         if (src === undefined && prev !== undefined) {
-          for (let p = prev.peek(); p !== undefined && comparePaths(p.path, w.path) < 0; p = prev.peek()) prev.next();
-          const old = prev.peek();
-          if (old !== undefined && old.path === w.path && old.src !== undefined && sameStat(old.stat, w.stat)) src = old.src;
+          for (let p = prev.path(); p !== undefined && comparePaths(p, w.path) < 0; p = prev.path()) prev.skip();
+          if (prev.path() === w.path && prev.sameStatAs(w.stat)) src = prev.peek()?.src;
         }
         if (src === undefined) {
           changed++;
@@ -315,18 +314,17 @@ export class UpperCapture {
     try {
       for await (const batch of walkTree(this.upperdir, { signal })) {
         for (const w of batch) {
-          let src: Source | undefined;
           if (prev !== undefined) {
-            for (let p = prev.peek(); p !== undefined && comparePaths(p.path, w.path) < 0; p = prev.peek()) prev.next();
-            const old = prev.peek();
-            if (old !== undefined && old.path === w.path && old.src !== undefined && sameStat(old.stat, w.stat)) src = old.src;
+            for (let p = prev.path(); p !== undefined && comparePaths(p, w.path) < 0; p = prev.path()) prev.skip();
+            // unchanged since its copy: the index's record goes into the plan as it is (bytes copied)
+            if (prev.path() === w.path && prev.sameStatAs(w.stat)) {
+              plan.addCurrent(prev);
+              continue;
+            }
           }
-          if (src === undefined) {
-            list.add(w.path);
-            src = fromDelta;
-            rereadBytes += w.stat.kind === "file" ? Math.min(w.stat.size, w.stat.blocks * 512) : 0;
-          }
-          plan.add({ ...w, src });
+          list.add(w.path);
+          rereadBytes += w.stat.kind === "file" ? Math.min(w.stat.size, w.stat.blocks * 512) : 0;
+          plan.add({ ...w, src: fromDelta });
         }
       }
     } finally {

@@ -1,7 +1,8 @@
 // A capture's memory does not grow with the number of entries: the same commit of a real upper
 // directory with 10,000 and with 60,000 entries, each in a process of its own, and the largest live
 // memory (heap + buffers after a forced GC) compared. A per-entry index in memory (~200 bytes an entry
-// as JS objects) would add ~10 MiB between the two; the bench runs the 1,000,000-entry figure (docs/benchmarks.md).
+// as JS objects) would add ~10 MiB between the two; the bench's workload (g) commits 500,000 entries
+// under the Job's memory limit (docs/benchmarks.md).
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
