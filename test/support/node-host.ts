@@ -69,7 +69,8 @@ function sh(cmd: string, args: string[], opts: { check?: boolean; timeoutMs?: nu
   return r.stdout;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` still exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -2,18 +2,9 @@
 // node down: pods, containerd, bridge, cgroups, host settings), and waits for it.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { NODE_RUN_DIR, teardownNodeHost } from "../../support/node-host.js";
+import { NODE_RUN_DIR, alive, teardownNodeHost } from "../../support/node-host.js";
 
 const STATE_FILE = join(NODE_RUN_DIR, "cluster-up.json");
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 if (!existsSync(STATE_FILE)) {
   process.stdout.write("cluster-down: nothing running (no cluster-up state)\n");
