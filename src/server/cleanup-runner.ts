@@ -17,17 +17,16 @@ import type { FinalizeCleanup } from "../reconcile/finalize.js";
 import { ANNOTATION_SNAPSHOT_UID } from "../reconcile/names.js";
 import {
   type CallOptions,
-  credentialsFor,
   type DockerConfig,
   DockerConfigError,
   type DeleteOutcome,
   isRegistryError,
   loadDockerConfig,
-  RegistryClient,
   type RetryPolicy,
   Scrubber,
 } from "../registry/index.js";
 import { describeKubeError } from "./kube.js";
+import { controllerClient, perRegistry } from "./registry-clients.js";
 import type { Metrics } from "./metrics.js";
 
 /** The registry operations clean-up needs (RegistryClient has them; tests may pass a fake). */
@@ -182,27 +181,15 @@ export async function createCleanupRunner(config: ControllerConfig, opts: Cleanu
   const scrub = (s: string): string => scrubber.scrub(s);
   const budgetMs = opts.budgetMs ?? DEFAULT_BUDGET_MS;
   const concurrency = opts.concurrency ?? 4;
-  const clientLog = opts.log?.child({ component: "registry-cleanup" });
-  const clients = new Map<string, CleanupRegistry>();
-  const clientFor =
+  const client = perRegistry<CleanupRegistry>(
     opts.clientFor ??
-    ((registry: string): CleanupRegistry =>
-      new RegistryClient({
-        registry,
-        insecure: config.registryInsecure,
-        ...(dockerConfig !== undefined ? { credentials: credentialsFor(dockerConfig, registry) ?? {} } : {}),
+      controllerClient(config, dockerConfig, {
         timeoutMs: opts.attemptTimeoutMs ?? 2000,
-        retry: { maxAttempts: 2, initialDelayMs: 100, maxDelayMs: 500, ...opts.retry },
-        ...(clientLog !== undefined ? { logger: clientLog } : {}),
-      }));
-  const client = (registry: string): CleanupRegistry => {
-    let c = clients.get(registry);
-    if (c === undefined) {
-      c = clientFor(registry);
-      clients.set(registry, c);
-    }
-    return c;
-  };
+        maxDelayMs: 500,
+        ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+        ...(opts.log !== undefined ? { log: opts.log.child({ component: "registry-cleanup" }) } : {}),
+      }),
+  );
   if (opts.kube === undefined) {
     opts.log?.warn(
       "no Kubernetes API access: finalize cannot re-read the SandboxSnapshot before deleting, so it trusts its caller (only manifests carrying the snapshot's UID annotation are ever deleted)",

@@ -7,8 +7,9 @@ import type { Logger } from "pino";
 import type { ControllerConfig } from "../config/config.js";
 import { ANNOTATION_SNAPSHOT_UID } from "../contract/commit-job.js";
 import type { ImageCheck, ImageCheckPlan, ImageCheckResult, ImageCheckResults, ManifestLookup } from "../reconcile/image-check.js";
-import { type CallOptions, credentialsFor, type DockerConfig, type FetchedManifest, isRegistryError, RegistryClient, type RetryPolicy } from "../registry/index.js";
+import { type CallOptions, type DockerConfig, type FetchedManifest, isRegistryError, type RetryPolicy } from "../registry/index.js";
 import { loadCleanupCredentials, secretsOf } from "./cleanup-runner.js";
+import { controllerClient, perRegistry } from "./registry-clients.js";
 
 /** The one registry operation verification needs (RegistryClient has it; tests may pass a fake). */
 export interface VerifyRegistry {
@@ -59,27 +60,15 @@ export async function createImageVerifier(config: ControllerConfig, opts: ImageV
   const scrubber = secretsOf(dockerConfig);
   const budgetMs = opts.budgetMs ?? DEFAULT_VERIFY_BUDGET_MS;
   const concurrency = opts.concurrency ?? 4;
-  const clientLog = opts.log?.child({ component: "registry-verify" });
-  const clients = new Map<string, VerifyRegistry>();
-  const clientFor =
+  const client = perRegistry<VerifyRegistry>(
     opts.clientFor ??
-    ((registry: string): VerifyRegistry =>
-      new RegistryClient({
-        registry,
-        insecure: config.registryInsecure,
-        ...(dockerConfig !== undefined ? { credentials: credentialsFor(dockerConfig, registry) ?? {} } : {}),
+      controllerClient(config, dockerConfig, {
         timeoutMs: opts.attemptTimeoutMs ?? 1500,
-        retry: { maxAttempts: 2, initialDelayMs: 100, maxDelayMs: 300, ...opts.retry },
-        ...(clientLog !== undefined ? { logger: clientLog } : {}),
-      }));
-  const client = (registry: string): VerifyRegistry => {
-    let c = clients.get(registry);
-    if (c === undefined) {
-      c = clientFor(registry);
-      clients.set(registry, c);
-    }
-    return c;
-  };
+        maxDelayMs: 300,
+        ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+        ...(opts.log !== undefined ? { log: opts.log.child({ component: "registry-verify" }) } : {}),
+      }),
+  );
 
   const lookup = async (c: ImageCheck, reference: string, call: CallOptions): Promise<ManifestLookup> => {
     try {
