@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
+import { finished } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { compress as zstdCompress } from "@mongodb-js/zstd";
 import { ScratchFullError } from "./layer.js";
@@ -69,18 +70,25 @@ export async function compressLayer(
   limitBytes: number,
 ): Promise<CompressedBlob> {
   const out = createWriteStream(path, { mode: 0o600 });
+  // A write error (or one from a write still in flight when we give up and destroy the stream) must
+  // reach this function's caller, never surface as an uncaught 'error' event.
+  let writeError: Error | undefined;
+  out.on("error", (e) => {
+    writeError ??= e;
+  });
   const hash = createHash("sha256");
   let size = 0;
   try {
     const chunks = compression === "zstd" ? zstdChunks(source) : gzipChunks(source);
     for await (const c of chunks) {
+      if (writeError !== undefined) throw writeError;
       size += c.length;
       if (size > limitBytes) throw new ScratchFullError(limitBytes, "the compressed layer");
       hash.update(c);
       if (!out.write(c)) await once(out, "drain");
     }
     out.end();
-    await once(out, "finish");
+    await finished(out);
   } catch (e) {
     out.destroy();
     throw e;
