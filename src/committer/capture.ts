@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import type { ContainerdClient, LeasedClient } from "../containerd/client.js";
 import type { Mount } from "../containerd/types.js";
 import { Freezer, type FreezeLog } from "./freeze.js";
-import { encodeLayer, NeedsDiffService, toOciLayer, TRUSTED_OVERLAY, USER_OVERLAY, type LayerBytes } from "./layer.js";
+import { NeedsDiffService, TRUSTED_OVERLAY, USER_OVERLAY, type LayerBytes } from "./layer.js";
 import type { TargetContainer } from "./lookup.js";
 import type { Scratch } from "./scratch.js";
 import { UpperCapture, type FrozenStats, type PassStats, type UpperOptions } from "./upper.js";
@@ -124,7 +124,7 @@ export async function planCapture(client: ContainerdClient, t: TargetContainer, 
  */
 export function layerBytes(client: LeasedClient, layer: CapturedLayer): LayerBytes {
   const src = layer.source;
-  if (src.kind === "upper") return encodeLayer(toOciLayer(src.upper.entries(), src.overlayPrefix));
+  if (src.kind === "upper") return src.upper.layer(src.overlayPrefix);
   const chunks = (async function* (): AsyncGenerator<Buffer> {
     yield* client.readContent(src.digest);
   })();

@@ -64,23 +64,30 @@ function normalise(name: string): string {
 }
 
 /**
- * Rewrites a tar stream of an overlay upper directory into OCI layer entries (see the file comment).
- * Pure apart from consuming the entries; unit-tested with synthetic archives.
+ * Converts raw overlay entries into OCI layer entries one at a time (see the file comment); it keeps
+ * what later entries need (the whiteouts seen, for their hard links). Pure; unit-tested through
+ * toOciLayer with synthetic archives.
  */
-export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefix = TRUSTED_OVERLAY): AsyncGenerator<TarEntry> {
-  const whiteouts = new Set<string>();
-  for await (const { header, body } of entries) {
+export class OciConverter {
+  private readonly whiteouts = new Set<string>();
+  constructor(private readonly overlayPrefix = TRUSTED_OVERLAY) {}
+
+  /**
+   * The OCI entries for one raw entry: none (the upper directory itself), one, or a directory and its
+   * opaque marker. `body`: the first one carries the raw entry's data.
+   */
+  convert(header: TarHeader): { readonly headers: readonly TarHeader[]; readonly body: boolean } {
     const name = normalise(header.name);
-    if (name === "") continue; // the upper directory itself
+    if (name === "") return { headers: [], body: false };
     const xattrs = new Map<string, Buffer>();
     let opaque = false;
     for (const [k, v] of header.xattrs) {
       if (k === "security.selinux") continue;
-      if (!k.startsWith(overlayPrefix)) {
+      if (!k.startsWith(this.overlayPrefix)) {
         xattrs.set(k, v);
         continue;
       }
-      const what = k.slice(overlayPrefix.length);
+      const what = k.slice(this.overlayPrefix.length);
       if (what === "redirect" || what === "metacopy") {
         throw new NeedsDiffService(`overlay ${what} in use on ${name}: the upper directory alone does not hold the changes`);
       }
@@ -89,9 +96,9 @@ export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefi
     const h: TarHeader = { ...header, name, linkname: normalise(header.linkname), xattrs };
     if (h.type === "dir") h.linkname = "";
     const isWhiteout =
-      (h.type === "char" && h.devmajor === 0 && h.devminor === 0) || (h.type === "link" && whiteouts.has(h.linkname));
+      (h.type === "char" && h.devmajor === 0 && h.devminor === 0) || (h.type === "link" && this.whiteouts.has(h.linkname));
     if (isWhiteout) {
-      whiteouts.add(name);
+      this.whiteouts.add(name);
       const wh: TarHeader = {
         ...h,
         name: join(dirname(name), `.wh.${basename(name)}`),
@@ -103,23 +110,29 @@ export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefi
         devminor: 0,
         xattrs: new Map(),
       };
-      yield { header: wh, body: noBody() };
-      continue;
+      return { headers: [wh], body: false };
     }
     if (h.type === "symlink") h.linkname = header.linkname; // a symlink target is kept verbatim
-    yield { header: h, body };
-    if (h.type === "dir" && opaque) {
-      const opq: TarHeader = {
-        ...h,
-        name: join(name, ".wh..wh..opq"),
-        type: "file",
-        mode: 0,
-        size: 0,
-        xattrs: new Map(),
-        pax: new Map(),
-      };
-      yield { header: opq, body: noBody() };
-    }
+    if (h.type !== "dir" || !opaque) return { headers: [h], body: true };
+    const opq: TarHeader = {
+      ...h,
+      name: join(name, ".wh..wh..opq"),
+      type: "file",
+      mode: 0,
+      size: 0,
+      xattrs: new Map(),
+      pax: new Map(),
+    };
+    return { headers: [h, opq], body: true };
+  }
+}
+
+/** Rewrites a tar stream of an overlay upper directory into OCI layer entries (OciConverter). */
+export async function* toOciLayer(entries: AsyncIterable<TarEntry>, overlayPrefix = TRUSTED_OVERLAY): AsyncGenerator<TarEntry> {
+  const conv = new OciConverter(overlayPrefix);
+  for await (const { header, body } of entries) {
+    const { headers, body: keep } = conv.convert(header);
+    for (const [i, h] of headers.entries()) yield { header: h, body: i === 0 && keep ? body : noBody() };
   }
 }
 
@@ -130,55 +143,108 @@ export interface LayerBytes {
   result(): { readonly diffId: string; readonly size: number; readonly entries: number };
 }
 
-/** Encodes entries as a tar stream, hashing as it goes (the uncompressed layer is never stored). */
-export function encodeLayer(entries: AsyncIterable<TarEntry>): LayerBytes {
-  const hash = createHash("sha256");
-  let size = 0;
-  let count = 0;
-  let done = false;
-  async function* chunks(): AsyncGenerator<Buffer> {
-    let parts: Buffer[] = [];
-    let have = 0;
-    const put = (b: Buffer): Buffer | undefined => {
-      hash.update(b);
-      size += b.length;
-      parts.push(b);
-      have += b.length;
-      if (have < 256 * 1024) return undefined;
-      const out = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-      parts = [];
-      have = 0;
-      return out;
-    };
-    for await (const { header, body } of entries) {
-      count++;
-      let out = put(encodeHeader(header));
-      if (out !== undefined) yield out;
-      let n = 0;
-      for await (const chunk of body) {
-        n += chunk.length;
-        out = put(chunk); // the readers hand out fresh (or read-only) buffers: no copy needed
-        if (out !== undefined) yield out;
-      }
-      if (header.type === "file") {
-        if (n !== header.size) throw new Error(`tar entry ${header.name}: expected ${header.size} bytes, got ${n}`);
-        const p = paddingFor(n);
-        if (p.length > 0) {
-          out = put(p);
-          if (out !== undefined) yield out;
-        }
+const PIECE = 1024 * 1024;
+
+/**
+ * Writes a layer's tar into pieces of 1 MiB, hashing as it goes (the uncompressed layer is never
+ * stored): `entry` for each header, `data` for a file's bytes, `pieces` to collect what is full.
+ */
+export class LayerEncoder {
+  private readonly hash = createHash("sha256");
+  private size = 0;
+  private count = 0;
+  private buf = Buffer.allocUnsafe(PIECE);
+  private used = 0;
+  private full: Buffer[] = [];
+  /** The current file entry: its name, and the bytes of data still expected. */
+  private current = "";
+  private left = 0;
+  /** The current file's padding, written once its last byte of data is in. */
+  private pad: Buffer | undefined;
+  private ended = false;
+
+  private put(b: Buffer): void {
+    let at = 0;
+    while (at < b.length) {
+      const n = b.copy(this.buf, this.used, at);
+      this.used += n;
+      at += n;
+      if (this.used === PIECE) {
+        this.hash.update(this.buf);
+        this.full.push(this.buf);
+        this.buf = Buffer.allocUnsafe(PIECE); // the full piece now belongs to the consumer
+        this.used = 0;
       }
     }
-    const last = put(END_OF_ARCHIVE);
-    if (last !== undefined) yield last;
-    if (parts.length > 0) yield Buffer.concat(parts);
-    done = true;
+    this.size += b.length;
   }
-  return {
-    chunks: chunks(),
-    result: () => {
-      if (!done) throw new Error("layer: result() before the stream ended");
-      return { diffId: `sha256:${hash.digest("hex")}`, size, entries: count };
-    },
-  };
+
+  private closeEntry(): void {
+    if (this.left !== 0) throw new Error(`tar entry ${this.current}: ${this.left} bytes of data missing`);
+  }
+
+  entry(h: TarHeader): void {
+    this.closeEntry();
+    this.count++;
+    this.put(encodeHeader(h));
+    this.pad = undefined;
+    if (h.type !== "file") return;
+    this.current = h.name;
+    this.left = h.size;
+    const p = paddingFor(h.size);
+    if (p.length > 0) this.pad = p;
+  }
+
+  data(b: Buffer): void {
+    if (b.length > this.left) throw new Error(`tar entry ${this.current}: more data than its ${this.left} bytes left`);
+    this.put(b);
+    this.left -= b.length;
+    if (this.left === 0 && this.pad !== undefined) {
+      this.put(this.pad);
+      this.pad = undefined;
+    }
+  }
+
+  /** The pieces filled since the last call (each handed out once). */
+  pieces(): Buffer[] {
+    const out = this.full;
+    this.full = [];
+    return out;
+  }
+
+  /** Ends the archive; returns the last pieces. */
+  finish(): Buffer[] {
+    this.closeEntry();
+    this.put(END_OF_ARCHIVE);
+    if (this.used > 0) {
+      const last = this.buf.subarray(0, this.used);
+      this.hash.update(last);
+      this.full.push(last);
+      this.used = 0;
+    }
+    this.ended = true;
+    return this.pieces();
+  }
+
+  result(): { readonly diffId: string; readonly size: number; readonly entries: number } {
+    if (!this.ended) throw new Error("layer: result() before the stream ended");
+    return { diffId: `sha256:${this.hash.digest("hex")}`, size: this.size, entries: this.count };
+  }
+}
+
+/** Encodes entries as a tar stream (LayerEncoder). */
+export function encodeLayer(entries: AsyncIterable<TarEntry>): LayerBytes {
+  const enc = new LayerEncoder();
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for await (const { header, body } of entries) {
+      enc.entry(header);
+      for await (const chunk of body) {
+        if (header.type === "file") enc.data(chunk);
+        yield* enc.pieces();
+      }
+      yield* enc.pieces();
+    }
+    yield* enc.finish();
+  }
+  return { chunks: chunks(), result: () => enc.result() };
 }

@@ -72,48 +72,57 @@ export function emptyHeader(name: string, type: TarType): TarHeader {
 
 // ---- writing ------------------------------------------------------------------------------------
 
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, "latin1"), value, Buffer.from("\n")]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len), "latin1"), body]);
+/** A PAX record's length field: the decimal length of the whole record, itself included. */
+function paxLength(key: string, valueBytes: number): number {
+  const body = 1 + key.length + 1 + valueBytes + 1; // " key=value\n" (keys are latin1: a byte per char)
+  let len = body + 1;
+  while (String(len).length + body !== len) len = String(len).length + body;
+  return len;
 }
 
+/** Writes `<len> <key>=<value>\n` at `at`; returns the end. */
+function writePax(buf: Buffer, at: number, key: string, value: Buffer | string, len: number): number {
+  let o = at + buf.write(`${len} ${key}=`, at, "latin1");
+  o += typeof value === "string" ? buf.write(value, o, "latin1") : value.copy(buf, o);
+  buf[o] = 0x0a;
+  return o + 1;
+}
+
+/** An unsigned octal field: width-1 digits, zero-padded, and a NUL (false, and nothing written, when it does not fit). */
 function writeOctal(buf: Buffer, off: number, width: number, value: number): boolean {
-  const s = Math.floor(value).toString(8);
-  if (s.length > width - 1) return false;
-  buf.write(s.padStart(width - 1, "0"), off, "latin1");
+  let v = Math.floor(value);
+  if (v >= 8 ** (width - 1)) return false;
   buf[off + width - 1] = 0;
+  for (let i = off + width - 2; i >= off; i--) {
+    buf[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
   return true;
 }
 
-function writeString(buf: Buffer, off: number, width: number, s: string): void {
-  Buffer.from(s, "latin1").copy(buf, off, 0, width);
+/** A ustar header block into `buf` at `at` (zero-filled by the caller). */
+function ustarInto(buf: Buffer, at: number, h: TarHeader, mode: number, name: string, linkname: string, size: number, flag: string): void {
+  buf.write(name, at, 100, "latin1");
+  writeOctal(buf, at + 100, 8, mode & 0o7777);
+  writeOctal(buf, at + 108, 8, Math.min(h.uid, 0o7777777));
+  writeOctal(buf, at + 116, 8, Math.min(h.gid, 0o7777777));
+  writeOctal(buf, at + 124, 12, size);
+  writeOctal(buf, at + 136, 12, Math.max(0, Math.min(Math.floor(h.mtime), 0o77777777777)));
+  buf.fill(0x20, at + 148, at + 156);
+  buf.write(flag, at + 156, "latin1");
+  buf.write(linkname, at + 157, 100, "latin1");
+  buf.write("ustar\u000000", at + 257, "latin1");
+  writeOctal(buf, at + 329, 8, h.devmajor);
+  writeOctal(buf, at + 337, 8, h.devminor);
+  writeOctal(buf, at + 148, 7, checksum(buf, at));
+  buf[at + 155] = 0x20;
 }
 
-function ustar(h: TarHeader, name: string, linkname: string, size: number, flag: string): Buffer {
-  const buf = Buffer.alloc(BLOCK);
-  writeString(buf, 0, 100, name);
-  writeOctal(buf, 100, 8, h.mode & 0o7777);
-  writeOctal(buf, 108, 8, Math.min(h.uid, 0o7777777));
-  writeOctal(buf, 116, 8, Math.min(h.gid, 0o7777777));
-  writeOctal(buf, 124, 12, size);
-  writeOctal(buf, 136, 12, Math.max(0, Math.min(Math.floor(h.mtime), 0o77777777777)));
-  buf.write("        ", 148, "latin1");
-  buf.write(flag, 156, "latin1");
-  writeString(buf, 157, 100, linkname);
-  buf.write("ustar\u000000", 257, "latin1");
-  writeOctal(buf, 329, 8, h.devmajor);
-  writeOctal(buf, 337, 8, h.devminor);
-  writeOctal(buf, 148, 7, checksum(buf));
-  buf[155] = 0x20;
-  return buf;
-}
-
-/** Sum of a header block's bytes, the checksum field counted as spaces. */
-function checksum(block: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+/** Sum of a header block's bytes (at `at`), the checksum field counted as spaces. */
+function checksum(block: Buffer, at = 0): number {
+  let sum = 8 * 0x20;
+  for (let i = at; i < at + 148; i++) sum += block[i] as number;
+  for (let i = at + 156; i < at + BLOCK; i++) sum += block[i] as number;
   return sum;
 }
 
@@ -123,33 +132,40 @@ function pad(n: number): number {
   return (BLOCK - (n % BLOCK)) % BLOCK;
 }
 
-/** Header blocks (a PAX extended header first when needed) for one entry. */
+const byKey = ([a]: [string, Buffer], [b]: [string, Buffer]): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Header blocks (a PAX extended header first when needed) for one entry, in one buffer. */
 export function encodeHeader(h: TarHeader): Buffer {
   const name = h.type === "dir" && !h.name.endsWith("/") ? `${h.name}/` : h.name;
-  const records: Buffer[] = [];
-  const nameBytes = Buffer.byteLength(name, "latin1");
-  if (nameBytes > 100) records.push(paxRecord("path", Buffer.from(name, "latin1")));
-  if (Buffer.byteLength(h.linkname, "latin1") > 100) records.push(paxRecord("linkpath", Buffer.from(h.linkname, "latin1")));
-  if (h.uid > 0o7777777) records.push(paxRecord("uid", Buffer.from(String(h.uid))));
-  if (h.gid > 0o7777777) records.push(paxRecord("gid", Buffer.from(String(h.gid))));
-  if (h.size > 0o77777777777) records.push(paxRecord("size", Buffer.from(String(h.size))));
-  if (!Number.isInteger(h.mtime) || h.mtime > 0o77777777777 || h.mtime < 0) {
-    records.push(paxRecord("mtime", Buffer.from(formatTime(h.mtime))));
-  }
-  for (const [k, v] of h.pax) records.push(paxRecord(k, v));
-  for (const [k, v] of [...h.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    records.push(paxRecord(`${XATTR}${k}`, v));
-  }
+  const records: [string, Buffer | string][] = [];
+  if (name.length > 100) records.push(["path", name]);
+  if (h.linkname.length > 100) records.push(["linkpath", h.linkname]);
+  if (h.uid > 0o7777777) records.push(["uid", String(h.uid)]);
+  if (h.gid > 0o7777777) records.push(["gid", String(h.gid)]);
+  if (h.size > 0o77777777777) records.push(["size", String(h.size)]);
+  if (!Number.isInteger(h.mtime) || h.mtime > 0o77777777777 || h.mtime < 0) records.push(["mtime", formatTime(h.mtime)]);
+  for (const r of h.pax) records.push(r);
+  if (h.xattrs.size > 0) for (const [k, v] of [...h.xattrs].sort(byKey)) records.push([`${XATTR}${k}`, v]);
   const flag = TYPE_FLAGS[h.type];
   const size = h.type === "file" ? h.size : 0;
-  const shortName = nameBytes > 100 ? name.slice(0, 99) : name;
+  const shortName = name.length > 100 ? name.slice(0, 99) : name;
   const shortLink = h.linkname.slice(0, 100);
-  const main = ustar(h, shortName, shortLink, size > 0o77777777777 ? 0 : size, flag);
-  if (records.length === 0) return main;
-  const body = Buffer.concat(records);
+  const mainSize = size > 0o77777777777 ? 0 : size;
+  if (records.length === 0) {
+    const buf = Buffer.alloc(BLOCK);
+    ustarInto(buf, 0, h, h.mode, shortName, shortLink, mainSize, flag);
+    return buf;
+  }
+  const lengths = records.map(([k, v]) => paxLength(k, typeof v === "string" ? v.length : v.length));
+  const bodyLength = lengths.reduce((n, l) => n + l, 0);
+  const mainAt = BLOCK + bodyLength + pad(bodyLength);
+  const buf = Buffer.alloc(mainAt + BLOCK);
   const paxName = `PaxHeaders/${shortName.replace(/\/$/, "")}`.slice(0, 100);
-  const paxHead = ustar({ ...h, mode: 0o644 }, paxName, "", body.length, "x");
-  return Buffer.concat([paxHead, body, Buffer.alloc(pad(body.length)), main]);
+  ustarInto(buf, 0, h, 0o644, paxName, "", bodyLength, "x");
+  let o = BLOCK;
+  for (const [i, [k, v]] of records.entries()) o = writePax(buf, o, k, v, lengths[i] as number);
+  ustarInto(buf, mainAt, h, h.mode, shortName, shortLink, mainSize, flag);
+  return buf;
 }
 
 function formatTime(t: number): string {
@@ -160,7 +176,7 @@ function formatTime(t: number): string {
 }
 
 export function paddingFor(size: number): Buffer {
-  return Buffer.alloc(pad(size));
+  return ZERO_BLOCK.subarray(0, pad(size)); // read-only: shared
 }
 
 /** Two zero blocks end an archive. */
@@ -258,7 +274,8 @@ class ByteReader implements Bytes {
 
 /**
  * Bytes of an archive file by offset: reads are synchronous preads through a read-ahead buffer, and a
- * skip costs nothing — reading one entry in the middle of a large archive reads only that entry.
+ * skip costs nothing — reading one entry in the middle of a large archive reads only that entry. The
+ * `*Sync` methods serve callers that walk an archive entry by entry without a promise per step.
  */
 export class FileBytes implements Bytes {
   private buf = Buffer.alloc(0);
@@ -266,12 +283,13 @@ export class FileBytes implements Bytes {
   constructor(
     private readonly fd: number,
     public position = 0,
+    private readonly readAhead = 64 * 1024,
   ) {}
 
   private fill(n: number): number {
     const rel = this.position - this.bufAt;
     if (rel >= 0 && rel + n <= this.buf.length) return rel;
-    const want = Math.max(n, 64 * 1024);
+    const want = Math.max(n, this.readAhead);
     const b = Buffer.allocUnsafe(want);
     const got = readSync(this.fd, b, 0, want, this.position);
     this.buf = b.subarray(0, got);
@@ -279,24 +297,43 @@ export class FileBytes implements Bytes {
     return 0;
   }
 
-  read(n: number): Promise<Buffer | undefined> {
+  /** Exactly n bytes (a view, valid until the next read), or undefined at the end of the file. */
+  viewSync(n: number): Buffer | undefined {
     const rel = this.fill(n);
     const avail = this.buf.length - rel;
     if (avail < n) {
-      if (avail === 0) return Promise.resolve(undefined);
-      return Promise.reject(new Error(`tar file truncated: wanted ${n} bytes, got ${avail}`));
+      if (avail === 0) return undefined;
+      throw new Error(`tar file truncated: wanted ${n} bytes, got ${avail}`);
     }
     this.position += n;
-    return Promise.resolve(Buffer.from(this.buf.subarray(rel, rel + n)));
+    return this.buf.subarray(rel, rel + n);
+  }
+
+  /** The next at most max bytes (a view, valid until the next read); throws at the end of the file. */
+  chunkSync(max: number): Buffer {
+    const n = Math.min(max, 1024 * 1024);
+    const rel = this.fill(Math.min(n, this.readAhead));
+    const avail = Math.min(this.buf.length - rel, n);
+    if (avail <= 0) throw new Error("tar file truncated inside an entry");
+    this.position += avail;
+    return this.buf.subarray(rel, rel + avail);
+  }
+
+  read(n: number): Promise<Buffer | undefined> {
+    try {
+      const v = this.viewSync(n);
+      return Promise.resolve(v === undefined ? undefined : Buffer.from(v));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   chunk(max: number): Promise<Buffer> {
-    const n = Math.min(max, 1024 * 1024);
-    const rel = this.fill(Math.min(n, 64 * 1024));
-    const avail = Math.min(this.buf.length - rel, n);
-    if (avail <= 0) return Promise.reject(new Error("tar file truncated inside an entry"));
-    this.position += avail;
-    return Promise.resolve(this.buf.subarray(rel, rel + avail));
+    try {
+      return Promise.resolve(this.chunkSync(max));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   skip(n: number): Promise<void> {
@@ -317,8 +354,17 @@ function readNumber(buf: Buffer, off: number, width: number): number {
     for (let i = 1; i < width; i++) v = v * 256 + (buf[off + i] ?? 0);
     return v;
   }
-  const s = buf.toString("latin1", off, off + width).replace(/\0.*$/s, "").trim();
-  return s === "" ? 0 : parseInt(s, 8);
+  // octal digits, after optional spaces, up to a NUL or space
+  const end = off + width;
+  let i = off;
+  while (i < end && buf[i] === 0x20) i++;
+  let v = 0;
+  for (; i < end; i++) {
+    const c = buf[i] as number;
+    if (c < 0x30 || c > 0x37) break;
+    v = v * 8 + (c - 0x30);
+  }
+  return v;
 }
 
 function readString(buf: Buffer, off: number, width: number): string {
@@ -326,18 +372,23 @@ function readString(buf: Buffer, off: number, width: number): string {
   return buf.toString("latin1", off, end === -1 || end > off + width ? off + width : end);
 }
 
+/** PAX records; the values are views of `body` (copied by whoever keeps one). */
 function parsePax(body: Buffer): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   let pos = 0;
   while (pos < body.length) {
-    const sp = body.indexOf(0x20, pos);
-    if (sp === -1) break;
-    const len = parseInt(body.toString("latin1", pos, sp), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > body.length) throw new Error("malformed PAX record");
+    let len = 0;
+    let sp = pos;
+    for (; sp < body.length; sp++) {
+      const c = body[sp] as number;
+      if (c < 0x30 || c > 0x39) break;
+      len = len * 10 + (c - 0x30);
+    }
+    if (sp === pos || body[sp] !== 0x20 || len <= 0 || pos + len > body.length) throw new Error("malformed PAX record");
     const rec = body.subarray(sp + 1, pos + len - 1); // without the trailing newline
     const eq = rec.indexOf(0x3d);
     if (eq === -1) throw new Error("malformed PAX record (no '=')");
-    out.set(rec.toString("latin1", 0, eq), Buffer.from(rec.subarray(eq + 1)));
+    out.set(rec.toString("latin1", 0, eq), rec.subarray(eq + 1));
     pos += len;
   }
   return out;
@@ -413,6 +464,11 @@ function applyPax(h: TarHeader, pax: Map<string, Buffer>): number | undefined {
   let sparseSize: number | undefined;
   let sparseName: string | undefined;
   for (const [k, v] of pax) {
+    if (k === "atime" || k === "hdrcharset" || k === "comment") continue;
+    if (k.startsWith(XATTR)) {
+      h.xattrs.set(k.slice(XATTR.length), Buffer.from(v));
+      continue;
+    }
     const s = v.toString("latin1");
     if (k === "path") h.name = s;
     else if (k === "linkpath") h.linkname = s;
@@ -423,13 +479,12 @@ function applyPax(h: TarHeader, pax: Map<string, Buffer>): number | undefined {
       h.mtime = Number(s);
       h.mtimeNs = paxTimeNs(s);
     } else if (k === "ctime") h.ctimeNs = paxTimeNs(s);
-    else if (k.startsWith(XATTR)) h.xattrs.set(k.slice(XATTR.length), v);
     else if (k === "GNU.sparse.major") {
       if (s !== "1") throw new Error(`unsupported GNU sparse format ${s}`);
     } else if (k === "GNU.sparse.realsize") sparseSize = Number(s);
     else if (k === "GNU.sparse.name") sparseName = s;
-    else if (k.startsWith("GNU.sparse.") || k === "atime" || k === "hdrcharset" || k === "comment") continue;
-    else h.pax.set(k, v);
+    else if (k.startsWith("GNU.sparse.")) continue;
+    else h.pax.set(k, Buffer.from(v));
   }
   if (sparseSize === undefined) return undefined;
   if (sparseName !== undefined) h.name = sparseName;
@@ -455,38 +510,42 @@ export async function* readTarFile(fd: number | FileBytes, offset = 0): AsyncGen
   yield* readEntries(r);
 }
 
-async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
-  let global = new Map<string, Buffer>();
-  let local = new Map<string, Buffer>();
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  let offset = r.position;
-  for (;;) {
-    const block = await r.read(BLOCK);
-    if (block === undefined) return;
-    if (block.equals(ZERO_BLOCK)) {
-      await r.drain(); // end of archive: the rest is padding, but the source must end
-      return;
-    }
+/** An entry's header, decoded from its header block and the PAX / long-name blocks before it. */
+interface Decoded {
+  readonly header: TarHeader;
+  /** Bytes the archive stores for the entry (a sparse file: its map and its data segments). */
+  readonly stored: number;
+  /** GNU sparse: the file's real size (the header's size); undefined for every other entry. */
+  readonly sparseSize: number | undefined;
+}
+
+/** A metadata block (PAX or GNU long name) whose `size` bytes of body must be passed to `meta`. */
+interface Meta {
+  readonly flag: "x" | "g" | "L" | "K";
+  readonly size: number;
+}
+
+/** Folds PAX and GNU long-name blocks into the entry header that follows them. */
+class HeaderDecoder {
+  private global = new Map<string, Buffer>();
+  private local = new Map<string, Buffer>();
+  private longName: string | undefined;
+  private longLink: string | undefined;
+
+  /** A header block (not the end-of-archive zero block). */
+  block(block: Buffer): Decoded | Meta {
     if (checksum(block) !== readNumber(block, 148, 8)) throw new Error("tar header checksum mismatch");
     const flag = String.fromCharCode(block[156] ?? 0);
     const size = readNumber(block, 124, 12);
-    if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
-      const body = (await r.read(size + pad(size)))?.subarray(0, size) ?? Buffer.alloc(0);
-      if (flag === "x") local = new Map([...local, ...parsePax(body)]);
-      else if (flag === "g") global = new Map([...global, ...parsePax(body)]);
-      else if (flag === "L") longName = body.toString("latin1").replace(/\0+$/, "");
-      else longLink = body.toString("latin1").replace(/\0+$/, "");
-      continue;
-    }
-    const pax = new Map([...global, ...local]);
-    local = new Map();
+    if (flag === "x" || flag === "g" || flag === "L" || flag === "K") return { flag, size };
+    const pax = this.global.size === 0 ? this.local : new Map([...this.global, ...this.local]);
+    this.local = new Map();
     const type = FLAG_TYPES[flag];
     if (type === undefined) throw new Error(`unsupported tar entry type '${flag}'`);
     const prefix = readString(block, 345, 155);
-    const name = longName ?? (prefix !== "" ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
-    const linkname = longLink ?? readString(block, 157, 100);
-    longName = longLink = undefined;
+    const name = this.longName ?? (prefix !== "" ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
+    const linkname = this.longLink ?? readString(block, 157, 100);
+    this.longName = this.longLink = undefined;
     const h: TarHeader = {
       name,
       type,
@@ -501,10 +560,76 @@ async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
       xattrs: new Map(),
       pax: new Map(),
     };
-    const stored = type === "file" ? h.size : size; // what the archive holds for this entry
+    const plainStored = type === "file" ? h.size : size; // what the archive holds for this entry
     const sparseSize = applyPax(h, pax);
-    const storedTotal = sparseSize !== undefined ? size : stored;
     if (sparseSize !== undefined) h.size = sparseSize;
+    return { header: h, stored: sparseSize !== undefined ? size : plainStored, sparseSize };
+  }
+
+  /** A metadata block's body (without its padding). */
+  meta(m: Meta, body: Buffer): void {
+    if (m.flag === "x") {
+      const records = parsePax(body);
+      this.local = this.local.size === 0 ? records : new Map([...this.local, ...records]);
+    } else if (m.flag === "g") {
+      // kept for the rest of the archive: copies, not views of a read buffer
+      for (const [k, v] of parsePax(body)) this.global.set(k, Buffer.from(v));
+    }
+    else if (m.flag === "L") this.longName = body.toString("latin1").replace(/\0+$/, "");
+    else this.longLink = body.toString("latin1").replace(/\0+$/, "");
+  }
+}
+
+/** One entry of an archive file, read synchronously: its header and where its stored bytes are. */
+export interface EntryAt extends Decoded {
+  /** Offset of the entry's first header block (PAX and long-name blocks included). */
+  readonly offset: number;
+  /** Offset of its stored data. */
+  readonly dataAt: number;
+  /** Offset of the next entry. */
+  readonly next: number;
+}
+
+/**
+ * The entry starting at `offset` of an archive file (undefined at the end of the archive), without a
+ * promise or a generator: what a pass over hundreds of thousands of entries needs. Its data is read
+ * with `fb.chunkSync` from `dataAt` (or, when sparse, through readTarFile).
+ */
+export function readEntryAt(fb: FileBytes, offset: number): EntryAt | undefined {
+  fb.position = offset;
+  const dec = new HeaderDecoder();
+  for (;;) {
+    const block = fb.viewSync(BLOCK);
+    // a header's checksum field never starts with a NUL: only then can it be the end-of-archive block
+    if (block === undefined || (block[148] === 0 && block.equals(ZERO_BLOCK))) return undefined;
+    const d = dec.block(block);
+    if ("flag" in d) {
+      const body = fb.viewSync(d.size + pad(d.size));
+      dec.meta(d, (body ?? Buffer.alloc(0)).subarray(0, d.size));
+      continue;
+    }
+    const dataAt = fb.position;
+    return { header: d.header, stored: d.stored, sparseSize: d.sparseSize, offset, dataAt, next: dataAt + d.stored + pad(d.stored) };
+  }
+}
+
+async function* readEntries(r: Bytes): AsyncGenerator<TarEntry> {
+  const dec = new HeaderDecoder();
+  let offset = r.position;
+  for (;;) {
+    const block = await r.read(BLOCK);
+    if (block === undefined) return;
+    if (block.equals(ZERO_BLOCK)) {
+      await r.drain(); // end of archive: the rest is padding, but the source must end
+      return;
+    }
+    const d = dec.block(block);
+    if ("flag" in d) {
+      const body = (await r.read(d.size + pad(d.size)))?.subarray(0, d.size) ?? Buffer.alloc(0);
+      dec.meta(d, body);
+      continue;
+    }
+    const { header: h, stored: storedTotal, sparseSize } = d;
     const state = { left: storedTotal };
     async function* plain(): AsyncGenerator<Buffer> {
       while (state.left > 0) {

@@ -20,11 +20,11 @@
 // made just after the copy could carry the very ctime the copy was taken with, and only an entry
 // already "old" when it was read cannot be changed again without its ctime moving.
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
-import { NeedsDiffService, TRUSTED_OVERLAY } from "./layer.js";
+import { LayerEncoder, NeedsDiffService, OciConverter, TRUSTED_OVERLAY, type LayerBytes } from "./layer.js";
 import { rawTar } from "./rawtar.js";
 import { comparePaths, RecordReader, RecordWriter, type EntryRecord, type Source } from "./records.js";
 import type { Scratch } from "./scratch.js";
-import { FileBytes, readTarFile, type TarEntry, type TarHeader } from "./tar.js";
+import { FileBytes, readEntryAt, readTarFile, type EntryAt, type TarHeader } from "./tar.js";
 import { displayPath, walkTree, type EntryStat, type WalkEntry } from "./walk.js";
 
 export interface UpperOptions {
@@ -95,32 +95,26 @@ function normalise(name: string): string {
   return n.replace(/\/+$/, "");
 }
 
-/** An archive read in order, one entry ahead. */
+/** An archive file read in order, one entry ahead, synchronously (readEntryAt). */
 class ArchiveCursor {
-  /** The head was handed out (its body is the consumer's until the next move). */
+  head: EntryAt | undefined;
+  /** The head was handed out by `take` (the cursor moves on at the next take, after its data is read). */
   private taken = false;
-  private constructor(
-    private readonly it: AsyncGenerator<TarEntry>,
-    public head: TarEntry | undefined,
-  ) {}
-  static async open(fd: number): Promise<ArchiveCursor> {
-    const it = readTarFile(fd);
-    const first = await it.next();
-    return new ArchiveCursor(it, first.done === true ? undefined : first.value);
+  constructor(readonly bytes: FileBytes) {
+    this.head = readEntryAt(bytes, 0);
   }
-  async advance(): Promise<void> {
-    const n = await this.it.next();
-    this.head = n.done === true ? undefined : n.value;
+  advance(): void {
+    if (this.head !== undefined) this.head = readEntryAt(this.bytes, this.head.next);
   }
   headPath(): string | undefined {
     return this.head === undefined ? undefined : normalise(this.head.header.name);
   }
-  /** The next entry, which must be `path`; its body stays readable until the next take. */
-  async take(path: string): Promise<TarEntry> {
-    if (this.taken) await this.advance();
+  /** The next entry, which must be `path`. */
+  take(path: string): EntryAt {
+    if (this.taken) this.advance();
     const head = this.head;
     if (head === undefined || this.headPath() !== path) {
-      throw new Error(`capture: ${displayPath(path)} missing from the frozen read (found ${this.head === undefined ? "the end" : displayPath(this.headPath() ?? "")})`);
+      throw new Error(`capture: ${displayPath(path)} missing from the frozen read (found ${head === undefined ? "the end" : displayPath(this.headPath() ?? "")})`);
     }
     this.taken = true;
     return head;
@@ -160,8 +154,15 @@ class PathList {
 const major = (rdev: number): number => (Math.floor(rdev / 256) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
 const minor = (rdev: number): number => (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00);
 
-async function* noBody(): AsyncGenerator<Buffer> {
-  // empty
+/** Read-ahead of the archive readers: a pread serves the headers and data of many small entries. */
+const READ_AHEAD = 1024 * 1024;
+
+/** A sparse entry's data, holes as zeros (through readTarFile, which reads the sparse map). */
+async function* sparseBody(bytes: FileBytes, at: EntryAt): AsyncGenerator<Buffer> {
+  const it = readTarFile(bytes, at.offset);
+  const first = await it.next();
+  if (first.done === true) throw new Error(`capture: no entry at offset ${at.offset}`);
+  yield* first.value.body;
 }
 
 export class UpperCapture {
@@ -236,7 +237,7 @@ export class UpperCapture {
       const margin = walk.count > 0 && wholeSeconds ? COARSE_MARGIN_MS : FINE_MARGIN_MS;
       const trustedBefore = this.opts.unsafeTrustRacyEntries === true ? Number.POSITIVE_INFINITY : t0 - margin;
       const indexPath = this.scratch.file(`${this.name}-pass${pass}.index`);
-      const stats = await this.join(walkPath, tarId, indexPath, trustedBefore);
+      const stats = this.join(walkPath, tarId, indexPath, trustedBefore);
       this.scratch.remove(walkPath);
       if (this.index !== undefined) this.scratch.remove(this.index);
       this.index = indexPath;
@@ -252,7 +253,7 @@ export class UpperCapture {
   }
 
   /** Joins a pass's walk with its archive and the previous index into the pass's index. */
-  private async join(walkPath: string, tarId: number, out: string, trustedBefore: number): Promise<Omit<PassStats, "archiveBytes" | "millis">> {
+  private join(walkPath: string, tarId: number, out: string, trustedBefore: number): Omit<PassStats, "archiveBytes" | "millis"> {
     const walk = new RecordReader(walkPath);
     const prev = this.index !== undefined ? new RecordReader(this.index) : undefined;
     const fd = openSync(this.archives[tarId] as string, "r");
@@ -260,22 +261,22 @@ export class UpperCapture {
     let changed = 0;
     let changedBytes = 0;
     try {
-      const tar = await ArchiveCursor.open(fd);
+      const tar = new ArchiveCursor(new FileBytes(fd, 0, READ_AHEAD));
       // where the data of multiply-linked files is in this archive (tar stores it once)
       const linkData = new Map<string, number>();
       for (let w = walk.next(); w !== undefined; w = walk.next()) {
         let src: Source | undefined;
-        for (let p = tar.headPath(); p !== undefined && comparePaths(p, w.path) < 0; p = tar.headPath()) await tar.advance();
+        for (let p = tar.headPath(); p !== undefined && comparePaths(p, w.path) < 0; p = tar.headPath()) tar.advance();
         const head = tar.head;
         if (head !== undefined && tar.headPath() === w.path) {
           const h = head.header;
           this.checkOverlayXattrs(h);
-          if (h.type === "file" && w.stat.nlink > 1 && head.offset !== undefined) linkData.set(w.path, head.offset);
+          if (h.type === "file" && w.stat.nlink > 1) linkData.set(w.path, head.offset);
           if (headerMatches(h, w.stat) && w.stat.ctimeMs < trustedBefore) {
             const at = h.type === "link" ? linkData.get(normalise(h.linkname)) : head.offset;
             if (at !== undefined) src = { tar: tarId, offset: at };
           }
-          await tar.advance();
+          tar.advance();
         }
         if (src === undefined && prev !== undefined) {
           for (let p = prev.path(); p !== undefined && comparePaths(p, w.path) < 0; p = prev.path()) prev.skip();
@@ -312,7 +313,7 @@ export class UpperCapture {
     const fromDelta: Source = { tar: this.deltaArchive, offset: -1 };
     let rereadBytes = 0;
     try {
-      for await (const batch of walkTree(this.upperdir, { signal })) {
+      for await (const batch of walkTree(this.upperdir, { signal, frozen: true })) {
         for (const w of batch) {
           if (prev !== undefined) {
             for (let p = prev.path(); p !== undefined && comparePaths(p, w.path) < 0; p = prev.path()) prev.skip();
@@ -346,53 +347,77 @@ export class UpperCapture {
   }
 
   /**
-   * After the thaw: the frozen tree's entries in order, each from its copy, hard links from the frozen
-   * walk's inodes (the first name carries the data, later names link to it). Raw overlay form: the
-   * caller converts with toOciLayer.
+   * After the thaw: the OCI layer (./layer.ts) of the frozen tree, its entries in order, each from its
+   * copy, hard links from the frozen walk's inodes (the first name carries the data, later names link
+   * to it). One synchronous step per entry (no promise, no generator): hundreds of thousands of entries
+   * cost what reading and encoding their headers costs.
    */
-  async *entries(): AsyncGenerator<TarEntry> {
-    if (this.plan === undefined) throw new Error("capture: entries() before frozen()");
-    const plan = new RecordReader(this.plan);
-    const fds = this.archives.map((a) => openSync(a, "r"));
-    // one reader per archive, moved to each entry: its read-ahead serves the neighbours that follow
-    const readers = fds.map((fd) => new FileBytes(fd));
-    const emitted = new Map<string, string>();
-    try {
-      const delta = await ArchiveCursor.open(fds[this.deltaArchive] as number);
-      for (let rec = plan.next(); rec !== undefined; rec = plan.next()) {
-        const entry = await this.copyOf(rec, delta, readers);
-        const h: TarHeader = { ...entry.header, name: rec.path };
-        const s = rec.stat;
-        if (s.kind === "file" && s.nlink > 1) {
-          const key = `${s.dev}:${s.ino}`;
-          const first = emitted.get(key);
-          if (first !== undefined) {
-            yield { header: { ...h, type: "link", linkname: first, size: 0 }, body: noBody() };
-            continue;
+  layer(overlayPrefix: string): LayerBytes {
+    if (this.plan === undefined) throw new Error("capture: layer() before frozen()");
+    const planPath = this.plan;
+    const enc = new LayerEncoder();
+    const conv = new OciConverter(overlayPrefix);
+    const chunks = async function* (this: UpperCapture): AsyncGenerator<Buffer> {
+      const plan = new RecordReader(planPath);
+      const fds = this.archives.map((a) => openSync(a, "r"));
+      try {
+        // one reader per archive, moved to each entry: its read-ahead serves the neighbours that follow
+        const readers = fds.map((fd) => new FileBytes(fd, 0, READ_AHEAD));
+        const delta = new ArchiveCursor(readers[this.deltaArchive] as FileBytes);
+        const emitted = new Map<string, string>();
+        for (let rec = plan.next(); rec !== undefined; rec = plan.next()) {
+          const src = rec.src;
+          if (src === undefined) throw new Error(`capture: no copy of ${rec.path}`);
+          const fromDelta = src.tar === this.deltaArchive;
+          const bytes = readers[src.tar] as FileBytes;
+          const at = fromDelta ? delta.take(rec.path) : readEntryAt(bytes, src.offset);
+          if (at === undefined) throw new Error(`capture: no entry at offset ${src.offset} of pass ${src.tar + 1}'s archive`);
+          const raw = this.rawHeader(rec, at.header, emitted);
+          const { headers, body } = conv.convert(raw.header);
+          for (const [i, h] of headers.entries()) {
+            enc.entry(h);
+            if (i === 0 && body && raw.data && h.type === "file" && h.size > 0) {
+              if (at.sparseSize === undefined) {
+                bytes.position = at.dataAt;
+                for (let left = at.stored; left > 0; ) {
+                  const c = bytes.chunkSync(left);
+                  left -= c.length;
+                  enc.data(c);
+                }
+              } else {
+                for await (const c of sparseBody(bytes, at)) {
+                  enc.data(c);
+                  yield* enc.pieces();
+                }
+              }
+            }
           }
-          emitted.set(key, rec.path);
-          if (h.type === "link") throw new Error(`capture: no data for ${rec.path} (hard link to ${h.linkname} that was not captured)`);
-        } else if (h.type === "link") {
-          // a second name of a device node (overlayfs shares one whiteout inode): the node itself
-          yield { header: { ...h, type: s.kind, linkname: "", size: 0, devmajor: major(s.rdev), devminor: minor(s.rdev) }, body: noBody() };
-          continue;
+          yield* enc.pieces();
         }
-        yield { header: h, body: entry.body };
+        yield* enc.finish();
+      } finally {
+        plan.close();
+        for (const fd of fds) closeSync(fd);
       }
-    } finally {
-      plan.close();
-      for (const fd of fds) closeSync(fd);
-    }
+    };
+    return { chunks: chunks.call(this), result: () => enc.result() };
   }
 
-  private async copyOf(rec: EntryRecord, delta: ArchiveCursor, readers: FileBytes[]): Promise<TarEntry> {
-    const src = rec.src;
-    if (src === undefined) throw new Error(`capture: no copy of ${rec.path}`);
-    if (src.tar === this.deltaArchive) return delta.take(rec.path);
-    const it = readTarFile(readers[src.tar] as FileBytes, src.offset);
-    const first = await it.next();
-    if (first.done === true) throw new Error(`capture: no entry at offset ${src.offset} of pass ${src.tar + 1}'s archive`);
-    return first.value;
+  /** An entry's raw (overlay) header as the frozen walk saw it, and whether its copy's data goes in. */
+  private rawHeader(rec: EntryRecord, copy: TarHeader, emitted: Map<string, string>): { header: TarHeader; data: boolean } {
+    const h: TarHeader = { ...copy, name: rec.path };
+    const s = rec.stat;
+    if (s.kind === "file" && s.nlink > 1) {
+      const key = `${s.dev}:${s.ino}`;
+      const first = emitted.get(key);
+      if (first !== undefined) return { header: { ...h, type: "link", linkname: first, size: 0 }, data: false };
+      emitted.set(key, rec.path);
+      if (h.type === "link") throw new Error(`capture: no data for ${rec.path} (hard link to ${h.linkname} that was not captured)`);
+    } else if (h.type === "link") {
+      // a second name of a device node (overlayfs shares one whiteout inode): the node itself
+      return { header: { ...h, type: s.kind, linkname: "", size: 0, devmajor: major(s.rdev), devminor: minor(s.rdev) }, data: false };
+    }
+    return { header: h, data: true };
   }
 
   /** Removes what this capture wrote (the scratch's bookkeeping). */

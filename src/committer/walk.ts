@@ -116,15 +116,29 @@ interface Frame {
   readonly fd: number;
   /** `/proc/self/fd/<fd>/`: children are reached relative to the open directory. */
   readonly prefix: Buffer;
+  /** `<root>/<rel>/`, for lstat by plain path (a frozen tree), when short enough to resolve. */
+  readonly plain: Buffer | undefined;
   readonly rel: string;
   readonly names: Buffer[];
   i: number;
 }
 
-function frame(fd: number, rel: string): Frame {
+function frame(fd: number, rel: string, root: Buffer | undefined): Frame {
   const prefix = Buffer.from(`/proc/self/fd/${fd}/`);
   const names = readdirSync(prefix, { encoding: "buffer" }).sort((a, b) => Buffer.compare(a, b));
-  return { fd, prefix, rel, names, i: 0 };
+  const plain = root === undefined ? undefined : rel === "" ? root : Buffer.concat([root, Buffer.from(`${rel}/`, "latin1")]);
+  return { fd, prefix, plain: plain !== undefined && plain.length < MAX_PATH_BYTES - 256 ? plain : undefined, rel, names, i: 0 };
+}
+
+export interface WalkOptions {
+  readonly signal?: AbortSignal;
+  readonly batch?: number;
+  /**
+   * The tree cannot change while it is walked (its containers are frozen): entries are lstat'ed by
+   * their plain path, about half the cost of a path through /proc/self/fd. Directories are still
+   * opened relative to their parent with O_NOFOLLOW.
+   */
+  readonly frozen?: boolean;
 }
 
 /**
@@ -132,10 +146,11 @@ function frame(fd: number, rel: string): Frame {
  * batches the event loop runs (timers such as the freeze watchdog fire); `signal` stops the walk.
  * Synchronous file system calls within a batch: several times faster than the promise API per entry.
  */
-export async function* walkTree(root: string, opts: { signal?: AbortSignal; batch?: number } = {}): AsyncGenerator<WalkEntry[]> {
+export async function* walkTree(root: string, opts: WalkOptions = {}): AsyncGenerator<WalkEntry[]> {
   const batchSize = opts.batch ?? 512;
   const rootFd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
-  const stack: Frame[] = [frame(rootFd, "")];
+  const plainRoot = opts.frozen === true ? Buffer.from(`${root.replace(/\/+$/, "")}/`) : undefined;
+  const stack: Frame[] = [frame(rootFd, "", plainRoot)];
   try {
     let batch: WalkEntry[] = [];
     while (stack.length > 0) {
@@ -148,8 +163,8 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
       const name = top.names[top.i++] as Buffer;
       const rel = top.rel === "" ? name.toString("latin1") : `${top.rel}/${name.toString("latin1")}`;
       checkEntry(rel, name);
-      const at = Buffer.concat([top.prefix, name]);
-      const st = lstatSync(at, { throwIfNoEntry: false });
+      const viaFd = Buffer.concat([top.prefix, name]);
+      const st = lstatSync(top.plain === undefined ? viaFd : Buffer.concat([top.plain, name]), { throwIfNoEntry: false });
       const stat = st === undefined ? undefined : toStat(st);
       if (stat === undefined) continue; // vanished meanwhile, or a socket
       if (stat.kind !== "dir") {
@@ -157,7 +172,7 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
       } else {
         let fd: number | undefined;
         try {
-          fd = openSync(at, O_DIR);
+          fd = openSync(viaFd, O_DIR);
         } catch {
           // swapped for a symlink or a file since the lstat, or gone: not followed, no children
         }
@@ -172,7 +187,7 @@ export async function* walkTree(root: string, opts: { signal?: AbortSignal; batc
             // the stat of the directory actually read (it may differ from the lstat after a swap)
             batch.push({ path: rel, stat: opened });
             try {
-              stack.push(frame(fd, rel));
+              stack.push(frame(fd, rel, plainRoot));
             } catch (e) {
               closeSync(fd);
               throw e;
