@@ -38,7 +38,8 @@ export interface WorkloadRun {
   /** Longest heartbeat stall in a quiet second before the commit (scheduling noise of the machine). */
   readonly idleStallMs: number;
   readonly ours: OursRun;
-  readonly diffService: DiffServiceRun;
+  /** Absent for workloads that skip it (too slow at their size). */
+  readonly diffService?: DiffServiceRun;
   /** tar | gzip | push of the same upper directories (read + compress + upload), sequential per container. */
   readonly boundMs: number;
   readonly boundBlobBytes: number;

@@ -226,9 +226,12 @@ export class LayerEncoder {
     return this.pieces();
   }
 
+  private digest: string | undefined;
+
   result(): { readonly diffId: string; readonly size: number; readonly entries: number } {
     if (!this.ended) throw new Error("layer: result() before the stream ended");
-    return { diffId: `sha256:${this.hash.digest("hex")}`, size: this.size, entries: this.count };
+    this.digest ??= `sha256:${this.hash.digest("hex")}`;
+    return { diffId: this.digest, size: this.size, entries: this.count };
   }
 }
 
