@@ -10,7 +10,7 @@ import type { ContainerdClient, LeasedClient } from "../containerd/client.js";
 import type { Mount } from "../containerd/types.js";
 import { Freezer, type FreezeLog } from "./freeze.js";
 import { NeedsDiffService, TRUSTED_OVERLAY, USER_OVERLAY, type LayerBytes } from "./layer.js";
-import type { TargetContainer } from "./lookup.js";
+import type { PodContainer, TargetContainer } from "./lookup.js";
 import type { Scratch } from "./scratch.js";
 import { UpperCapture, type FrozenStats, type PassStats, type UpperOptions } from "./upper.js";
 
@@ -32,6 +32,8 @@ export interface CaptureSettings {
   readonly now?: () => number;
   /** TEST ONLY (see UpperOptions): the racy-git rule off. */
   readonly unsafeTrustRacyEntries?: boolean;
+  /** The pod's other running containers: paused with the captured ones, not captured (lookup.ts podCompanions). */
+  readonly alsoFreeze?: readonly PodContainer[];
 }
 
 /** What a captured layer is made from: a raw capture of an upper directory, or the Diff service's layer. */
@@ -206,12 +208,14 @@ export async function capture<T extends CaptureItem>(
   }
 
   // ---- frozen ----------------------------------------------------------------------------------
+  const companions = s.alsoFreeze ?? [];
+  if (companions.length > 0) log(`also pausing the pod's other running container(s), not captured: ${companions.map((c) => c.name).join(", ")}`);
   const freezer = new Freezer(
     client,
-    items.map((i) => i.container.id),
+    [...items.map((i) => i.container.id), ...companions.map((c) => c.id)],
     s.maxFreezeSeconds * 1000,
     log,
-    { owner: s.freezeOwner, names: new Map(items.map((i) => [i.container.id, i.container.name])) },
+    { owner: s.freezeOwner, names: new Map([...items.map((i) => [i.container.id, i.container.name] as const), ...companions.map((c) => [c.id, c.name] as const)]) },
   );
   const layers: CapturedLayer<T>[] = [];
   try {

@@ -14,7 +14,7 @@ import { capture, disposeLayer, layerBytes, type CaptureHooks, type CapturedLaye
 import { compressLayer, type CompressedBlob } from "./compress.js";
 import type { CommitTarget, CommitterSettings } from "./config.js";
 import { assembleImage, BaseImageError, loadBaseImage, type BaseImage } from "./image.js";
-import { findTargets, podContainerAttempts, type TargetContainer } from "./lookup.js";
+import { findTargets, pausedCompanions, podCompanions, podContainerAttempts, type TargetContainer } from "./lookup.js";
 import { FreezeOwnership, NOT_A_COMMIT } from "./ownership.js";
 import { Scratch } from "./scratch.js";
 
@@ -209,6 +209,7 @@ export async function commit(
     targets.map((t) => t.container),
     s.podUid,
   );
+  const companions = await podCompanions(client, pod, namespace, containers);
   for (const host of snapshotHosts) {
     const reg = await registries.get(host);
     await reg.ping();
@@ -237,6 +238,7 @@ export async function commit(
           tarCommand: s.tarCommand,
           maxPrecopyPasses: s.precopyPasses,
           freezeOwner: s.snapshotUid,
+          alsoFreeze: companions,
         },
         scratch,
         (m) => {
@@ -277,7 +279,7 @@ export interface UnpauseOutcome {
 /**
  * Resumes the named containers of a pod that a commit of this snapshot (`owner`, the SNAPSHOT_UID;
  * "" for commits run without one) froze, as its freeze records say — including a commit that was
- * killed mid-freeze. Containers paused by anyone else are left paused and reported. Missing or
+ * killed mid-freeze — and the pod's other containers that commit paused with them. Containers paused by anyone else are left paused and reported. Missing or
  * stopped containers are reported, not errors.
  */
 export async function unpause(
@@ -314,6 +316,18 @@ export async function unpause(
       resumed = true;
     }
     if (resumed) out.resumed.push(name);
+  }
+  // the pod's other containers a commit of this snapshot paused with the captured ones (podCompanions)
+  for (const c of await pausedCompanions(client, pod, namespace, names)) {
+    const rec = await records.read(c.id);
+    if (rec === undefined || rec.owner !== owner) continue; // not frozen by this snapshot: not ours to resume
+    try {
+      await client.resume(c.id);
+    } catch (e) {
+      if ((await client.taskStatus(c.id)) === "PAUSED") throw e;
+    }
+    await client.deleteLease(rec.id).catch(() => undefined);
+    out.resumed.push(c.name);
   }
   return out;
 }

@@ -19,6 +19,14 @@ export interface TargetContainer {
   readonly snapshotKey: string;
   readonly runtime: string;
   readonly status: ProcessStatus | undefined;
+  /** The CRI pod UID label (io.kubernetes.pod.uid), when the container has one. */
+  readonly podUid: string | undefined;
+}
+
+/** A container of the pod that is not captured. */
+export interface PodContainer {
+  readonly name: string;
+  readonly id: string;
 }
 
 export class LookupError extends Error {
@@ -124,7 +132,39 @@ export async function findTargets(
       snapshotKey: c.snapshot_key,
       runtime,
       status: live.status,
+      podUid: c.labels[LABEL_POD_UID],
     });
   }
   return targets;
+}
+
+/** Every (non-sandbox) container of a pod, any attempt, with its task status. */
+async function podContainers(client: ContainerdClient, pod: string, namespace: string): Promise<{ container: Container; status: ProcessStatus | undefined }[]> {
+  const filter = [`labels.${quote(LABEL_POD_NAME)}==${quote(pod)}`, `labels.${quote(LABEL_POD_NAMESPACE)}==${quote(namespace)}`].join(",");
+  const found = (await client.listContainers([filter])).filter(
+    (c) => c.labels[LABEL_CRI_KIND] !== "sandbox" && c.labels[LABEL_POD_NAME] === pod && c.labels[LABEL_POD_NAMESPACE] === namespace,
+  );
+  return Promise.all(found.map(async (c) => ({ container: c, status: await client.taskStatus(c.id) })));
+}
+
+/**
+ * The pod's other running containers — sidecars not listed, ephemeral debug containers — of the same
+ * pod (UID) as the targets. They are paused with the targets though not captured: a container that
+ * shares the pod's process namespace reaches a target's root filesystem through /proc/<pid>/root, and
+ * could otherwise change it (swap a directory for a symlink) while the frozen walk and read trust it.
+ */
+export async function podCompanions(client: ContainerdClient, pod: string, namespace: string, targets: readonly TargetContainer[]): Promise<PodContainer[]> {
+  const ids = new Set(targets.map((t) => t.id));
+  const uids = new Set(targets.map((t) => t.podUid));
+  return (await podContainers(client, pod, namespace))
+    .filter((a) => !ids.has(a.container.id) && uids.has(a.container.labels[LABEL_POD_UID]) && a.status === "RUNNING")
+    .map((a) => ({ name: a.container.labels[LABEL_CONTAINER_NAME] ?? a.container.id, id: a.container.id }));
+}
+
+/** The pod's paused containers that are not among `names` (the companions a commit may have paused). */
+export async function pausedCompanions(client: ContainerdClient, pod: string, namespace: string, names: readonly string[]): Promise<PodContainer[]> {
+  const listed = new Set(names);
+  return (await podContainers(client, pod, namespace))
+    .filter((a) => !listed.has(a.container.labels[LABEL_CONTAINER_NAME] ?? "") && (a.status === "PAUSED" || a.status === "PAUSING"))
+    .map((a) => ({ name: a.container.labels[LABEL_CONTAINER_NAME] ?? a.container.id, id: a.container.id }));
 }

@@ -278,8 +278,12 @@ class ByteReader implements Bytes {
  * `*Sync` methods serve callers that walk an archive entry by entry without a promise per step.
  */
 export class FileBytes implements Bytes {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private bufAt = 0;
+  /** Two read-ahead buffers used in turn (a view of one stays valid while the other is filled), so
+   *  reading a large archive makes no garbage. */
+  private readonly store: Buffer[] = [];
+  private turn = 0;
   constructor(
     private readonly fd: number,
     public position = 0,
@@ -290,14 +294,19 @@ export class FileBytes implements Bytes {
     const rel = this.position - this.bufAt;
     if (rel >= 0 && rel + n <= this.buf.length) return rel;
     const want = Math.max(n, this.readAhead);
-    const b = Buffer.allocUnsafe(want);
+    this.turn ^= 1;
+    let b = this.store[this.turn];
+    if (b === undefined || b.length < want) {
+      b = Buffer.allocUnsafe(want);
+      this.store[this.turn] = b;
+    }
     const got = readSync(this.fd, b, 0, want, this.position);
     this.buf = b.subarray(0, got);
     this.bufAt = this.position;
     return 0;
   }
 
-  /** Exactly n bytes (a view, valid until the next read), or undefined at the end of the file. */
+  /** Exactly n bytes (a view, valid until the second read after this one), or undefined at the end of the file. */
   viewSync(n: number): Buffer | undefined {
     const rel = this.fill(n);
     const avail = this.buf.length - rel;
@@ -309,7 +318,7 @@ export class FileBytes implements Bytes {
     return this.buf.subarray(rel, rel + n);
   }
 
-  /** The next at most max bytes (a view, valid until the next read); throws at the end of the file. */
+  /** The next at most max bytes (a view, valid until the second read after this one); throws at the end of the file. */
   chunkSync(max: number): Buffer {
     const n = Math.min(max, 1024 * 1024);
     const rel = this.fill(Math.min(n, this.readAhead));
@@ -330,7 +339,8 @@ export class FileBytes implements Bytes {
 
   chunk(max: number): Promise<Buffer> {
     try {
-      return Promise.resolve(this.chunkSync(max));
+      // a copy: whoever reads a body through the stream interface may keep its chunks
+      return Promise.resolve(Buffer.from(this.chunkSync(max)));
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
@@ -569,7 +579,8 @@ class HeaderDecoder {
   /** A metadata block's body (without its padding). */
   meta(m: Meta, body: Buffer): void {
     if (m.flag === "x") {
-      const records = parsePax(body);
+      // a copy: `body` may be a view of a read buffer that the next reads reuse
+      const records = parsePax(Buffer.from(body));
       this.local = this.local.size === 0 ? records : new Map([...this.local, ...records]);
     } else if (m.flag === "g") {
       // kept for the rest of the archive: copies, not views of a read buffer

@@ -383,6 +383,7 @@ export class UpperCapture {
                   const c = bytes.chunkSync(left);
                   left -= c.length;
                   enc.data(c);
+                  yield* enc.pieces(); // a large file streams: at most a piece waits here
                 }
               } else {
                 for await (const c of sparseBody(bytes, at)) {

@@ -2,7 +2,8 @@
 // waits for the first instead of resuming what the first is still reading; a container paused by a
 // user is neither snapshotted nor resumed; a resume by someone else during the capture fails the
 // commit instead of pushing a torn image; a SIGKILLed commit's freeze is resumed only by the unpause
-// of the same snapshot (SNAPSHOT_UID), and a stale record of a commit that ended is replaced.
+// of the same snapshot (SNAPSHOT_UID), and a stale record of a commit that ended is replaced. The pod's
+// other running containers are paused with the captured ones and resumed with them.
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -135,8 +136,36 @@ describe.skipIf(missing)("committer: one owner per freeze (real containerd + reg
     await removeContainer(cd, id);
   });
 
+  it("pauses the pod's other running containers with the captured one, and only those of that pod", async () => {
+    // a sidecar not captured could otherwise change the captured container's files during the freeze
+    // (through /proc/<pid>/root when the pod shares its process namespace, or as an ephemeral container)
+    const main = await runContainer(cd, "withside", "ns", "main");
+    const side = await runContainer(cd, "withside", "ns", "sidecar");
+    const elsewhere = await runContainer(cd, "otherpod", "ns", "sidecar");
+    await exec(cd, main, "echo data > /root/data");
+    const seen: (string | undefined)[] = [];
+    const out = await commitAs("withside", ref("withside", "1"), "uid-side", {
+      onFrozen: async () => {
+        seen.push(...(await Promise.all([main, side, elsewhere].map((id) => client.taskStatus(id)))));
+      },
+    });
+    expect(seen).toEqual(["PAUSED", "PAUSED", "RUNNING"]);
+    expect(out.containers.map((c) => c.name)).toEqual(["main"]);
+    expect(await Promise.all([main, side, elsewhere].map((id) => taskStatus(cd, id)))).toEqual(["RUNNING", "RUNNING", "RUNNING"]);
+    // a sidecar the user paused stays paused and does not stop the commit (it cannot write anyway)
+    await cd.ctr(["tasks", "pause", side]);
+    const again = await commitAs("withside", ref("withside", "2"), "uid-side2");
+    expect(again.containers[0]?.digest).toMatch(/^sha256:/);
+    expect(await taskStatus(cd, side)).toBe("PAUSED");
+    expect(await taskStatus(cd, main)).toBe("RUNNING");
+    await cd.ctr(["tasks", "resume", side]);
+    for (const id of [main, side, elsewhere]) await removeContainer(cd, id);
+  });
+
   it("a SIGKILLed commit's freeze: another snapshot's commit and unpause leave it frozen, its own snapshot's unpause resumes it", async () => {
     const id = await runContainer(cd, "killed", "ns", "main");
+    // paused with it, not captured: resumed by the same unpause
+    const side = await runContainer(cd, "killed", "ns", "sidecar");
     // Something to read under the freeze: with an empty upper directory no tar runs at all, the freeze
     // lasts milliseconds, and this test would race the commit's own resume (which it lost now and then:
     // the commit finished unseen, or the SIGKILL came after the resume was sent).
@@ -176,6 +205,7 @@ describe.skipIf(missing)("committer: one owner per freeze (real containerd + reg
     child.kill("SIGKILL");
     await exited;
     expect(await taskStatus(cd, id), why("after the SIGKILL")).toBe("PAUSED");
+    expect(await taskStatus(cd, side), why("the sidecar after the SIGKILL")).toBe("PAUSED");
 
     // the other commit waits while the killed one's record is within its bound, then refuses
     const other = env("uid-other");
@@ -186,14 +216,18 @@ describe.skipIf(missing)("committer: one owner per freeze (real containerd + reg
     expect(await taskStatus(cd, id)).toBe("PAUSED");
     expect(await run(["unpause", "killed", "ns", "main"], env("uid-other"), quiet)).toBe(0);
     expect(await taskStatus(cd, id)).toBe("PAUSED");
+    expect(await taskStatus(cd, side)).toBe("PAUSED");
 
     expect(await run(["unpause", "killed", "ns", "main"], env("uid-killed"), quiet)).toBe(0);
     expect(await taskStatus(cd, id)).toBe("RUNNING");
+    expect(await taskStatus(cd, side)).toBe("RUNNING");
     expect(await client.listLeases([`id==${recordId(id)}`])).toEqual([]);
+    expect(await client.listLeases([`id==${recordId(side)}`])).toEqual([]);
     // and the pod can be snapshotted again
     const again = await commitAs("killed", ref("killed", "again"), "uid-again");
     expect(again.containers[0]?.digest).toMatch(/^sha256:/);
     await removeContainer(cd, id);
+    await removeContainer(cd, side);
   }, 240_000);
 
   it("replaces the stale record of a commit that ended after its resume without deleting it", async () => {
