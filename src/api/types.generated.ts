@@ -137,7 +137,7 @@ export interface SandboxSnapshotSpec {
     [k: string]: unknown;
   };
   /**
-   * Names of the source pod's containers to capture. Default: all of the pod's (non-init) containers. All listed containers are paused together, so they are captured at one consistent point.
+   * Names of the source pod's containers to capture. Default: all of the pod's (non-init) containers. All listed containers are paused together, so they are captured at one consistent point; the pod's other running containers are paused with them for that moment, but not captured.
    *
    * @maxItems 32
    */
