@@ -249,7 +249,11 @@ export function renderReport(input: ReportInput): string {
   out.push("## Machine");
   out.push("");
   const m = input.hook?.machine ?? input.committer?.machine;
-  if (m) out.push(machineSection(m));
+  // the two parts may come from runs with different Node versions (`--only=`): say which ran on which
+  const hookNode = input.hook?.machine.node;
+  const committerNode = input.committer?.machine.node;
+  const node = hookNode !== undefined && committerNode !== undefined && hookNode !== committerNode ? `${hookNode} (hook server run), ${committerNode} (committer run)` : undefined;
+  if (m) out.push(machineSection(node !== undefined ? { ...m, node } : m));
   out.push("");
   if (input.hook) out.push(hookSection(input.hook));
   else out.push("## Hook server\n\nNot measured yet (`npm run bench -- --only=hook`).");

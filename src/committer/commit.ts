@@ -276,6 +276,16 @@ export interface UnpauseOutcome {
   readonly notOurs: string[];
 }
 
+/** Resumes a container its freeze record shows this snapshot froze, then deletes the record (its purpose served). */
+async function resumeFrozen(client: ContainerdClient, id: string, recordId: string): Promise<void> {
+  try {
+    await client.resume(id);
+  } catch (e) {
+    if ((await client.taskStatus(id)) === "PAUSED") throw e;
+  }
+  await client.deleteLease(recordId).catch(() => undefined);
+}
+
 /**
  * Resumes the named containers of a pod that a commit of this snapshot (`owner`, the SNAPSHOT_UID;
  * "" for commits run without one) froze, as its freeze records say — including a commit that was
@@ -306,13 +316,7 @@ export async function unpause(
         out.notOurs.push(`${name} (${a.container.id}): ${reason}`);
         continue;
       }
-      try {
-        await client.resume(a.container.id);
-      } catch (e) {
-        if ((await client.taskStatus(a.container.id)) === "PAUSED") throw e;
-      }
-      // resumed: the record has served its purpose
-      await client.deleteLease(rec.id).catch(() => undefined);
+      await resumeFrozen(client, a.container.id, rec.id);
       resumed = true;
     }
     if (resumed) out.resumed.push(name);
@@ -321,12 +325,7 @@ export async function unpause(
   for (const c of await pausedCompanions(client, pod, namespace, names)) {
     const rec = await records.read(c.id);
     if (rec === undefined || rec.owner !== owner) continue; // not frozen by this snapshot: not ours to resume
-    try {
-      await client.resume(c.id);
-    } catch (e) {
-      if ((await client.taskStatus(c.id)) === "PAUSED") throw e;
-    }
-    await client.deleteLease(rec.id).catch(() => undefined);
+    await resumeFrozen(client, c.id, rec.id);
     out.resumed.push(c.name);
   }
   return out;
