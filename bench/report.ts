@@ -294,7 +294,7 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
       "- **floor**: reading the changed bytes once — GNU tar of the upper directories with the committer's flags, into a pipe; cold (after dropping the cache) and warm (again at once);",
       "- **ours**: `image-committer <pod> <ns> <container>:<ref>…` — freeze felt, its own `freezeMillis`, end-to-end process time, peak RSS (VmHWM);",
       "- **Diff service** (the usual way — `nerdctl commit`, `docker commit`): pause every container, for each a view of the parent snapshot and containerd's `Diff` with gzip, then resume;",
-      "- **bound**: read + compress + upload the same bytes — `tar | gzip (zlib level 6, as ours) → file + sha256 → pushBlob` with the project's registry client, per container.",
+      "- **bound**: read + compress + upload the same bytes — `tar | gzip (zlib level 6, as ours) → file + sha256 → pushBlob` with the project's registry client, per container. The bound compresses on one thread, the usual way; ours compresses at the same level on every core (pigz's way, src/committer/compress.ts).",
       "",
       `Node's start-up alone (the committer's usage-error path) takes ${fmtMs(r.nodeStartupMs, 0)} of every end-to-end time.`,
       `${r.reniced ? "The bench, containerd (so its shims and runc), the registry and the committer run with `nice -n -10`, equally, because other work shares the machine" : "No process was reniced"} (1-minute load average ${r.loadavg.before.toFixed(1)} before, ${r.loadavg.after.toFixed(1)} after).`,
