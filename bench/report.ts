@@ -219,7 +219,7 @@ type RateRowLike = HookResults["rates"][number];
 
 export interface ReportInput {
   readonly hook: { meta: RunMeta; machine: Machine; results: HookResults } | undefined;
-  readonly committer: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: { meta: RunMeta; results: CommitterResults } } | undefined;
+  readonly committer: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: readonly EarlierRun[] } | undefined;
 }
 
 export function renderReport(input: ReportInput): string {
@@ -265,7 +265,15 @@ export function renderReport(input: ReportInput): string {
   return out.join("\n");
 }
 
-function committerSection(c: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: { meta: RunMeta; results: CommitterResults } }): string {
+/** A stored earlier committer run, shown next to the current one; `judged`: the 10 % target is checked against it. */
+export interface EarlierRun {
+  readonly meta: RunMeta;
+  readonly results: CommitterResults;
+  readonly label: string;
+  readonly judged: boolean;
+}
+
+function committerSection(c: { meta: RunMeta; machine: Machine; results: CommitterResults; earlier?: readonly EarlierRun[] }): string {
   const r = c.results;
   const out: string[] = [];
   out.push("## Committer");
@@ -375,10 +383,9 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
     `Target end to end ≤ 1.2× the bound: ${verdict(e2eOk.length === r.runs.length)} — held for ${ids(e2eOk)}; missed for ${ids(r.runs.filter((x) => !e2eOk.includes(x)))}. The bound has no process start-up, no containerd look-ups, no base-image push and no manifest; ours has all of them.`,
   );
   out.push("");
-  if (c.earlier !== undefined) {
-    const e = c.earlier;
+  for (const e of c.earlier ?? []) {
     out.push(
-      `### Earlier run, for comparison (${e.meta.date.slice(0, 10)}, \`${e.meta.command}\`${e.results.quick ? `, quick ×${e.results.scale}` : ""}; before the pre-copy)`,
+      `### Earlier run, for comparison (${e.meta.date.slice(0, 16).replace("T", " ")} UTC, \`${e.meta.command}\`${e.results.quick ? `, quick ×${e.results.scale}` : ""}; ${e.label})`,
     );
     out.push("");
     out.push(
@@ -404,6 +411,7 @@ function committerSection(c: { meta: RunMeta; machine: Machine; results: Committ
       ),
     );
     out.push("");
+    if (!e.judged) continue;
     // the machine's speed differs between runs: the bound (same code both times) measures it
     const rows = e.results.runs.flatMap((x) => {
       const now = r.runs.find((y) => y.id === x.id && y.containers === x.containers && y.changedBytes === x.changedBytes);
