@@ -170,41 +170,53 @@ export async function capture<T extends CaptureItem>(
     const mounts = t.snapshotter && j.plan.parent ? await client.viewSnapshot(t.snapshotter, key, j.plan.parent) : [];
     j.view = { key, mounts };
   };
-  try {
-    for (const j of jobs) {
-      const p = j.plan;
-      if (p.kind === "diff") {
-        await toDiff(j, p.reason);
-        continue;
-      }
-      const opts: UpperOptions = {
-        tarBinary: s.tarCommand,
-        overlayPrefix: p.overlayPrefix,
-        now: s.now,
-        maxPasses: s.maxPrecopyPasses,
-        unsafeTrustRacyEntries: s.unsafeTrustRacyEntries,
-        onPass: hooks.onPrecopyPass ? (n) => hooks.onPrecopyPass?.(j.item.container.name, n) : undefined,
-      };
-      const upper = new UpperCapture(p.upperdir, scratch, `${j.item.container.name}-${tag}`, opts);
-      j.upper = upper;
-      try {
-        await upper.precopy();
-      } catch (e) {
-        if (!(e instanceof NeedsDiffService)) throw e;
-        upper.dispose();
-        j.upper = undefined;
-        await toDiff(j, e.message);
-        continue;
-      }
-      const last = upper.passes[upper.passes.length - 1];
-      log(
-        `container ${j.item.container.name}: pre-copied ${upper.precopiedBytes} bytes in ${upper.passes.length} pass(es) (${upper.passes.map((x) => `${x.millis} ms`).join(", ")}); ${last?.changed ?? 0} of ${last?.entries ?? 0} entries left for the freeze`,
-      );
+  const precopy = async (j: Job, signal: AbortSignal): Promise<void> => {
+    const p = j.plan;
+    if (p.kind === "diff") {
+      await toDiff(j, p.reason);
+      return;
     }
-  } catch (e) {
+    const opts: UpperOptions = {
+      tarBinary: s.tarCommand,
+      overlayPrefix: p.overlayPrefix,
+      now: s.now,
+      maxPasses: s.maxPrecopyPasses,
+      unsafeTrustRacyEntries: s.unsafeTrustRacyEntries,
+      onPass: hooks.onPrecopyPass ? (n) => hooks.onPrecopyPass?.(j.item.container.name, n) : undefined,
+    };
+    const upper = new UpperCapture(p.upperdir, scratch, `${j.item.container.name}-${tag}`, opts);
+    j.upper = upper;
+    try {
+      await upper.precopy(signal);
+    } catch (e) {
+      if (!(e instanceof NeedsDiffService)) throw e;
+      upper.dispose();
+      j.upper = undefined;
+      await toDiff(j, e.message);
+      return;
+    }
+    const last = upper.passes[upper.passes.length - 1];
+    log(
+      `container ${j.item.container.name}: pre-copied ${upper.precopiedBytes} bytes in ${upper.passes.length} pass(es) (${upper.passes.map((x) => `${x.millis} ms`).join(", ")}); ${last?.changed ?? 0} of ${last?.entries ?? 0} entries left for the freeze`,
+    );
+  };
+  // All containers at once (their tars run side by side; the scratch limit is shared, see rawTar's
+  // limitBytes); the first failure stops the others.
+  const stop = new AbortController();
+  const settled = await Promise.allSettled(
+    jobs.map(async (j) => {
+      try {
+        await precopy(j, stop.signal);
+      } catch (e) {
+        stop.abort(e);
+        throw e;
+      }
+    }),
+  );
+  if (settled.some((r) => r.status === "rejected")) {
     disposeUppers();
     await removeViews();
-    throw e;
+    throw stop.signal.reason instanceof Error ? stop.signal.reason : new Error(String(stop.signal.reason));
   }
 
   // ---- frozen ----------------------------------------------------------------------------------

@@ -209,13 +209,12 @@ export async function commit(
     targets.map((t) => t.container),
     s.podUid,
   );
-  const companions = await podCompanions(client, pod, namespace, containers);
-  for (const host of snapshotHosts) {
-    const reg = await registries.get(host);
-    await reg.ping();
-  }
-  const prepared: ContainerCommit[] = [];
-  for (const [i, t] of targets.entries()) prepared.push(await prepare(deps, registries, t, containers[i] as TargetContainer));
+  // independent look-ups, side by side: the fixed cost of a small commit is mostly their round trips
+  const [companions] = await Promise.all([
+    podCompanions(client, pod, namespace, containers),
+    Promise.all([...snapshotHosts].map(async (host) => (await registries.get(host)).ping())),
+  ]);
+  const prepared = await Promise.all(targets.map((t, i) => prepare(deps, registries, t, containers[i] as TargetContainer)));
 
   const leaseOptions = {
     prefix: "image-committer",
@@ -253,12 +252,27 @@ export async function commit(
 
       // ---- after the resume: make the layer while compressing, assemble, push ---------------------
       await deps.hooks?.beforePush?.();
+      // each layer's push runs while the next layer is compressed (a push only reads its blob)
       const results: CommittedContainer[] = [];
-      for (const layer of layers) {
-        const { blob, diffId } = await compress(leased, layer, s, scratch);
-        disposeLayer(layer);
-        results.push(await push(deps, leased, registries, layer.item, blob, diffId, s));
-        scratch.remove(blob.path);
+      let pushing: Promise<void> = Promise.resolve();
+      const state = { pushFailed: false };
+      try {
+        for (const layer of layers) {
+          if (state.pushFailed) break;
+          const { blob, diffId } = await compress(leased, layer, s, scratch);
+          disposeLayer(layer);
+          pushing = pushing.then(async () => {
+            results.push(await push(deps, leased, registries, layer.item, blob, diffId, s));
+            scratch.remove(blob.path);
+          });
+          pushing.catch(() => {
+            state.pushFailed = true; // awaited below; this only stops compressing the next layers
+          });
+        }
+        await pushing;
+      } catch (e) {
+        await pushing.catch(() => undefined); // never clean the scratch under a push in flight
+        throw e;
       }
       return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.frozenBytes };
     } finally {

@@ -62,8 +62,9 @@ export function rawTarArgs(dir: string, sel: TarSelection): string[] {
 
 export interface RawTarOptions {
   readonly tarBinary?: string;
-  /** Bytes the archive may take on the scratch volume. */
-  readonly limitBytes: number;
+  /** Bytes the archive may take on the scratch volume: a number, or a function asked while it grows
+   *  (archives written at the same time share the space). */
+  readonly limitBytes: number | (() => number);
   /** Stops tar at once (the watchdog). */
   readonly signal?: AbortSignal;
   /**
@@ -94,15 +95,16 @@ export async function rawTar(dir: string, sel: TarSelection, outPath: string, op
         resolve(code);
       });
     });
-    const state = { over: false };
+    const state = { over: false, limit: 0 };
     const size = (): number => fstatSync(out).size;
+    const limit = (): number => (state.limit = typeof opts.limitBytes === "number" ? opts.limitBytes : opts.limitBytes());
     const stop = (): void => {
       child.kill("SIGKILL");
       child.stderr?.destroy();
     };
     // tar writes the file directly: its size is watched, and tar stopped when it outgrows the space
     const watch = setInterval(() => {
-      if (size() > opts.limitBytes) {
+      if (size() > limit()) {
         state.over = true;
         stop();
       }
@@ -126,7 +128,7 @@ export async function rawTar(dir: string, sel: TarSelection, outPath: string, op
       await Promise.race([once(child.stderr, "close").catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     const n = size();
-    if (state.over || n > opts.limitBytes) throw new ScratchFullError(opts.limitBytes, "the copy of the upper directory");
+    if (state.over || n > limit()) throw new ScratchFullError(state.limit, "the copy of the upper directory");
     const ok = code === 0 || (opts.tolerateChanges && (code === 1 || code === 2));
     if (!ok) throw new Error(`tar of ${dir} failed (exit ${code ?? "signal"}): ${stderr.trim().slice(0, 1000)}`);
     return n;

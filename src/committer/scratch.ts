@@ -58,6 +58,16 @@ export class Scratch {
     return Math.max(0, Math.min(this.limitBytes - this.foreign - this.used(), fs.bavail * fs.bsize));
   }
 
+  /**
+   * The most `path` (one of this commit's files) may take, given what every other file takes now:
+   * re-evaluated while it grows, it keeps files written at the same time within the limit together.
+   */
+  availableFor(path: string): number {
+    const own = blocksOf(path);
+    const fs = statfsSync(this.dir);
+    return Math.max(0, Math.min(this.limitBytes - this.foreign - (this.used() - own), fs.bavail * fs.bsize + own));
+  }
+
   /** Fails when `bytes` more would not fit (before anything is frozen, when called there). */
   check(bytes: number, what: string): void {
     const room = this.available();

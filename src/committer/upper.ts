@@ -198,8 +198,11 @@ export class UpperCapture {
     }
   }
 
-  /** Pre-copy passes (sandbox running). Throws HostileTreeError / NeedsDiffService / ScratchFullError before any freeze. */
-  async precopy(): Promise<void> {
+  /**
+   * Pre-copy passes (sandbox running). Throws HostileTreeError / NeedsDiffService / ScratchFullError
+   * before any freeze; `signal` stops it (another container's pre-copy failed).
+   */
+  async precopy(signal?: AbortSignal): Promise<void> {
     const max = this.opts.maxPasses ?? 3;
     let sinceMs: number | undefined;
     let lastChanged = Number.POSITIVE_INFINITY;
@@ -210,17 +213,18 @@ export class UpperCapture {
       const archive = this.scratch.file(`${this.name}-pass${pass}.tar`);
       this.archives.push(archive);
       const walkPath = this.scratch.file(`${this.name}-pass${pass}.walk`);
+      signal?.throwIfAborted();
       const stopTar = new AbortController();
       const reading = rawTar(this.upperdir, sinceMs === undefined ? { kind: "tree" } : { kind: "newer", sinceMs }, archive, {
         tarBinary: this.opts.tarBinary,
-        limitBytes: this.scratch.available(),
-        signal: stopTar.signal,
+        limitBytes: () => this.scratch.availableFor(archive),
+        signal: signal === undefined ? stopTar.signal : AbortSignal.any([stopTar.signal, signal]),
         tolerateChanges: true,
       });
       let wholeSeconds = true;
       const walk = new RecordWriter(walkPath);
       try {
-        for await (const batch of walkTree(this.upperdir)) {
+        for await (const batch of walkTree(this.upperdir, { signal })) {
           for (const e of batch) {
             walk.add({ ...e, src: undefined });
             if (e.stat.ctimeMs % 1000 !== 0) wholeSeconds = false;
@@ -338,7 +342,7 @@ export class UpperCapture {
     else {
       await rawTar(this.upperdir, { kind: "list", listPath }, delta, {
         tarBinary: this.opts.tarBinary,
-        limitBytes: this.scratch.available(),
+        limitBytes: () => this.scratch.availableFor(delta),
         signal,
         tolerateChanges: false,
       });

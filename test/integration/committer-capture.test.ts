@@ -279,6 +279,24 @@ describe.skipIf(missing)("committer capture (real containerd)", () => {
     await removeContainer(cd, id);
   });
 
+  it("two containers whose changes fit the scratch space alone but not together: refused before freezing", async () => {
+    // their pre-copies run side by side, so each must see the space the other takes as it grows
+    const ids = [await runContainer(cd, "pair", "ns", "a"), await runContainer(cd, "pair", "ns", "b")];
+    for (const id of ids) await exec(cd, id, "dd if=/dev/urandom of=/root/noise bs=1024 count=3072 2>/dev/null");
+    const targets = await findTargets(client, "pair", "ns", ["a", "b"]);
+    let frozen = false;
+    await expect(
+      captureOf(targets, { scratchLimitBytes: 5 * 1024 * 1024 }, {
+        onFrozen: () => {
+          frozen = true;
+        },
+      }),
+    ).rejects.toThrow(ScratchFullError);
+    expect(frozen).toBe(false);
+    for (const id of ids) expect(await taskStatus(cd, id)).toBe("RUNNING");
+    for (const id of ids) await removeContainer(cd, id);
+  });
+
   it("stops a capture that outgrows the scratch space while frozen, and resumes", async () => {
     const id = await runContainer(cd, "grows", "ns", "main");
     await exec(cd, id, "echo small > /root/s");
