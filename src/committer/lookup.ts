@@ -61,28 +61,23 @@ function created(c: Container): number {
   return c.created_at === null ? 0 : c.created_at.seconds * 1e3 + c.created_at.nanos / 1e6;
 }
 
-/** All (non-sandbox) containers of a pod with a given container name, newest first, with task status. */
-export async function podContainerAttempts(
-  client: ContainerdClient,
-  pod: string,
-  namespace: string,
-  container: string,
-): Promise<{ container: Container; status: ProcessStatus | undefined }[]> {
-  const filter = [
-    `labels.${quote(LABEL_POD_NAME)}==${quote(pod)}`,
-    `labels.${quote(LABEL_POD_NAMESPACE)}==${quote(namespace)}`,
-    `labels.${quote(LABEL_CONTAINER_NAME)}==${quote(container)}`,
-  ].join(",");
-  const found = (await client.listContainers([filter]))
-    .filter(
-      (c) =>
-        c.labels[LABEL_CRI_KIND] !== "sandbox" &&
-        c.labels[LABEL_POD_NAME] === pod &&
-        c.labels[LABEL_POD_NAMESPACE] === namespace &&
-        c.labels[LABEL_CONTAINER_NAME] === container,
-    )
-    .sort((a, b) => created(b) - created(a));
+type Attempt = { container: Container; status: ProcessStatus | undefined };
+
+/** The (non-sandbox) containers of a pod — with one container name only when given — with task status. */
+async function podContainers(client: ContainerdClient, pod: string, namespace: string, container?: string): Promise<Attempt[]> {
+  const labels: [string, string][] = [
+    [LABEL_POD_NAME, pod],
+    [LABEL_POD_NAMESPACE, namespace],
+    ...(container !== undefined ? ([[LABEL_CONTAINER_NAME, container]] as [string, string][]) : []),
+  ];
+  const filter = labels.map(([k, v]) => `labels.${quote(k)}==${quote(v)}`).join(",");
+  const found = (await client.listContainers([filter])).filter((c) => c.labels[LABEL_CRI_KIND] !== "sandbox" && labels.every(([k, v]) => c.labels[k] === v));
   return Promise.all(found.map(async (c) => ({ container: c, status: await client.taskStatus(c.id) })));
+}
+
+/** All (non-sandbox) containers of a pod with a given container name, newest first, with task status. */
+export async function podContainerAttempts(client: ContainerdClient, pod: string, namespace: string, container: string): Promise<Attempt[]> {
+  return (await podContainers(client, pod, namespace, container)).sort((a, b) => created(b.container) - created(a.container));
 }
 
 /**
@@ -136,15 +131,6 @@ export async function findTargets(
     });
   }
   return targets;
-}
-
-/** Every (non-sandbox) container of a pod, any attempt, with its task status. */
-async function podContainers(client: ContainerdClient, pod: string, namespace: string): Promise<{ container: Container; status: ProcessStatus | undefined }[]> {
-  const filter = [`labels.${quote(LABEL_POD_NAME)}==${quote(pod)}`, `labels.${quote(LABEL_POD_NAMESPACE)}==${quote(namespace)}`].join(",");
-  const found = (await client.listContainers([filter])).filter(
-    (c) => c.labels[LABEL_CRI_KIND] !== "sandbox" && c.labels[LABEL_POD_NAME] === pod && c.labels[LABEL_POD_NAMESPACE] === namespace,
-  );
-  return Promise.all(found.map(async (c) => ({ container: c, status: await client.taskStatus(c.id) })));
 }
 
 /**

@@ -54,8 +54,13 @@ export class Scratch {
 
   /** What may still be written: the limit less all use, and the disk's free space. */
   available(): number {
+    return this.roomBesides(0);
+  }
+
+  /** The room left if `own` bytes of this commit's use were not counted. */
+  private roomBesides(own: number): number {
     const fs = statfsSync(this.dir);
-    return Math.max(0, Math.min(this.limitBytes - this.foreign - this.used(), fs.bavail * fs.bsize));
+    return Math.max(0, Math.min(this.limitBytes - this.foreign - (this.used() - own), fs.bavail * fs.bsize + own));
   }
 
   /**
@@ -63,9 +68,7 @@ export class Scratch {
    * re-evaluated while it grows, it keeps files written at the same time within the limit together.
    */
   availableFor(path: string): number {
-    const own = blocksOf(path);
-    const fs = statfsSync(this.dir);
-    return Math.max(0, Math.min(this.limitBytes - this.foreign - (this.used() - own), fs.bavail * fs.bsize + own));
+    return this.roomBesides(blocksOf(path));
   }
 
   /** Fails when `bytes` more would not fit (before anything is frozen, when called there). */

@@ -163,8 +163,8 @@ export async function* walkTree(root: string, opts: WalkOptions = {}): AsyncGene
       const name = top.names[top.i++] as Buffer;
       const rel = top.rel === "" ? name.toString("latin1") : `${top.rel}/${name.toString("latin1")}`;
       checkEntry(rel, name);
-      const viaFd = Buffer.concat([top.prefix, name]);
-      const st = lstatSync(top.plain === undefined ? viaFd : Buffer.concat([top.plain, name]), { throwIfNoEntry: false });
+      const viaFd = (): Buffer => Buffer.concat([top.prefix, name]);
+      const st = lstatSync(top.plain === undefined ? viaFd() : Buffer.concat([top.plain, name]), { throwIfNoEntry: false });
       const stat = st === undefined ? undefined : toStat(st);
       if (stat === undefined) continue; // vanished meanwhile, or a socket
       if (stat.kind !== "dir") {
@@ -172,7 +172,7 @@ export async function* walkTree(root: string, opts: WalkOptions = {}): AsyncGene
       } else {
         let fd: number | undefined;
         try {
-          fd = openSync(viaFd, O_DIR);
+          fd = openSync(viaFd(), O_DIR);
         } catch {
           // swapped for a symlink or a file since the lstat, or gone: not followed, no children
         }
