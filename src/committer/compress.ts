@@ -56,7 +56,8 @@ async function* pieces(source: AsyncIterable<Buffer>, size: number): AsyncGenera
       have += take;
       b = b.subarray(take);
       if (have === size) {
-        yield Buffer.concat(parts);
+        // a piece that arrived whole (the layer encoder's are exactly this size) is passed on, not copied
+        yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
         parts = [];
         have = 0;
       }
@@ -93,7 +94,8 @@ async function* gzipChunks(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer
     for await (const piece of pieces(source, GZIP_PIECE)) {
       if (held !== undefined) {
         yield { piece: held, dictionary: before, last: false };
-        before = held.subarray(Math.max(0, held.length - WINDOW));
+        // a copy: a view would keep the whole previous piece alive until the next one is deflated
+        before = Buffer.from(held.subarray(Math.max(0, held.length - WINDOW)));
       }
       held = piece;
     }

@@ -121,7 +121,9 @@ export class RecordWriter {
  */
 export class RecordReader {
   private readonly fd: number;
-  private buf = Buffer.alloc(0);
+  /** Holds a whole record of the longest path and more (a path is at most MAX_PATH_BYTES). */
+  private readonly store = Buffer.allocUnsafe(1024 * 1024);
+  private buf = this.store.subarray(0, 0);
   /** Start and end of the current record in `buf` (end -1: none, the end of the file). */
   private at = 0;
   private end = -1;
@@ -152,11 +154,13 @@ export class RecordReader {
         this.end = -1;
         return;
       }
-      const rest = this.buf.subarray(this.at);
-      const chunk = Buffer.allocUnsafe(1024 * 1024);
-      const got = readSync(this.fd, chunk, 0, chunk.length, null);
+      // the unread rest moves to the front of the one reused buffer, the file's next bytes after it
+      // (no buffer per refill: the views handed out are valid only until the reader moves)
+      const rest = this.buf.length - this.at;
+      this.store.copy(this.store, 0, this.at, this.buf.length);
+      const got = readSync(this.fd, this.store, rest, this.store.length - rest, null);
       if (got === 0) this.eof = true;
-      this.buf = Buffer.concat([rest, chunk.subarray(0, got)]);
+      this.buf = this.store.subarray(0, rest + got);
       this.at = 0;
     }
   }
