@@ -19,6 +19,7 @@ import { finished } from "node:stream/promises";
 import { promisify } from "node:util";
 import { constants as Z, crc32, deflateRaw } from "node:zlib";
 import { compress as zstdCompress } from "@mongodb-js/zstd";
+import { GcPacer } from "./gc-pacing.js";
 import { ScratchFullError } from "./layer.js";
 
 export type Compression = "gzip" | "zstd";
@@ -122,6 +123,14 @@ async function* zstdChunks(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer
   yield* ordered(pieces(source, ZSTD_PIECE), IN_FLIGHT, (p) => zstdCompress(p, ZSTD_LEVEL));
 }
 
+/** The source's chunks, counted by the pacer as they pass (the layer's pieces die once deflated). */
+async function* paced(source: AsyncIterable<Buffer>, pacer: GcPacer): AsyncGenerator<Buffer> {
+  for await (const c of source) {
+    pacer.streamed(c.length);
+    yield c;
+  }
+}
+
 /** Compresses `source` into `path`; stops with ScratchFullError past `limitBytes`. */
 export async function compressLayer(
   source: AsyncIterable<Buffer>,
@@ -139,7 +148,8 @@ export async function compressLayer(
   const hash = createHash("sha256");
   let size = 0;
   try {
-    const chunks = compression === "zstd" ? zstdChunks(source) : gzipChunks(source);
+    const pacer = new GcPacer();
+    const chunks = compression === "zstd" ? zstdChunks(paced(source, pacer)) : gzipChunks(paced(source, pacer));
     for await (const c of chunks) {
       if (writeError !== undefined) throw writeError;
       size += c.length;
