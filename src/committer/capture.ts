@@ -153,8 +153,7 @@ export async function capture<T extends CaptureItem>(
     upper?: UpperCapture;
     view?: { key: string; mounts: Mount[] };
   }
-  const jobs: Job[] = [];
-  for (const item of items) jobs.push({ item, plan: await planCapture(client, item.container, s) });
+  const jobs: Job[] = await Promise.all(items.map(async (item) => ({ item, plan: await planCapture(client, item.container, s) })));
   const tag = randomBytes(4).toString("hex");
   const removeViews = async (): Promise<void> => {
     for (const j of jobs) if (j.view !== undefined) await client.removeSnapshot(j.item.container.snapshotter, j.view.key).catch(() => undefined);

@@ -252,28 +252,31 @@ export async function commit(
 
       // ---- after the resume: make the layer while compressing, assemble, push ---------------------
       await deps.hooks?.beforePush?.();
-      // each layer's push runs while the next layer is compressed (a push only reads its blob)
-      const results: CommittedContainer[] = [];
-      let pushing: Promise<void> = Promise.resolve();
+      // each layer is pushed as soon as it is compressed, while the next is compressed and the earlier
+      // ones are still pushing: a push only reads its own blob, and a small layer's push is mostly round
+      // trips, which the pushes of several containers now wait out together
+      const pushes: Promise<CommittedContainer>[] = [];
       const state = { pushFailed: false };
       try {
         for (const layer of layers) {
           if (state.pushFailed) break;
           const { blob, diffId } = await compress(leased, layer, s, scratch);
           disposeLayer(layer);
-          pushing = pushing.then(async () => {
-            results.push(await push(deps, leased, registries, layer.item, blob, diffId, s));
+          const pushed = push(deps, leased, registries, layer.item, blob, diffId, s).then((r) => {
             scratch.remove(blob.path);
+            return r;
           });
-          pushing.catch(() => {
+          pushed.catch(() => {
             state.pushFailed = true; // awaited below; this only stops compressing the next layers
           });
+          pushes.push(pushed);
         }
-        await pushing;
-      } catch (e) {
-        await pushing.catch(() => undefined); // never clean the scratch under a push in flight
-        throw e;
+      } finally {
+        // never clean the scratch under a push in flight, whatever failed
+        await Promise.allSettled(pushes);
       }
+      const results: CommittedContainer[] = [];
+      for (const p of pushes) results.push(await p); // the first failure, in the containers' order
       return { containers: results, freezeMillis: captured.freezeMillis, capturedBytes: captured.frozenBytes };
     } finally {
       for (const l of layers) disposeLayer(l);
