@@ -483,7 +483,35 @@ small follow-up measurements on the same machine; re-check them after changes to
   echo alike, from V8's young generation and the large request strings; check it against the hook
   Deployment's memory limit.
 
-### Committer (2026-12-01 evening, issue 14: one step per entry, plain-path frozen walk, parallel gzip)
+### Committer (2026-12-01 22:00, issue 14: GC pacing, steadier buffers, concurrent pushes)
+
+Measured with \`BENCH_WORKLOADS=a1,b1,c1,d1,e1,f1,g1,h1,a3,b3,c3,d3 npm run bench -- --only=committer\`,
+21:25–22:00 UTC, Node 24, on a busier machine than at 19:14 (1-minute load average 0.3 at the start,
+~4 during the run): the bound's times are up to 1.7× those of 19:14, so read the ratios. The 19:14 run
+is kept above as an earlier run. What changed since then:
+
+- **Peak memory no longer grows with the layer: the check above is met.** The layer's Buffers (pieces,
+  deflate output) die young but live outside V8's heap, and V8 collected them only after ~64 MiB of
+  them, so RSS rose in a sawtooth on every large layer. The committer now asks for a young-generation
+  collection after every 4 MiB of layer (src/committer/gc-pacing.ts, ~0.1 ms each). 1 GiB in (c) peaks
+  at 130 MiB (167 MiB at 19:14), 256 MiB in (b) at 128 MiB (140), against 118 MiB for 1,000 small files.
+  What remains of the growth is in trees of many entries ((e) 147, (g) 164, (h) 182 MiB): the walk
+  holds one directory's sorted names, and (h)'s widest has 125,000.
+- **Fewer buffers in flight**: a piece that arrives whole goes to deflate uncopied, the deflate dictionary
+  is a 32 KiB copy (a view kept the whole previous piece alive), and the record reader refills one reused
+  buffer. Live memory of a 60,000-entry capture fell from 36–38 to 30–32 MiB and varies by ~2 MiB
+  between runs instead of ~8 (the capture-memory test had failed once on that variance).
+- **Several containers' pushes run side by side**, each as soon as its layer is compressed (they were
+  chained). (b)×3 0.96×, (c)×3 0.88× of the bound; (a)×3 5.29× (5.15× at 19:14) and (d)×3 5.84×
+  (6.30× at 19:14): **still more than 10 % worse** than on 2026-11-29 (5.01×; the limit is 5.51×).
+  A quick run on the quiet machine right after the change measured 5.80× for (d)×3 and 4.34× for (a)×3.
+  What is left is fixed cost: ~0.5 s before the pre-copy starts (Node's start-up and module loading,
+  containerd and registry look-ups), the pre-copy pass (0.35–0.47 s for 2,548 entries: tar, walk, join)
+  and the first layer's assembly with cold (unoptimised) per-entry code.
+- Freeze targets held as at 19:14: (e) 5.4 s felt (0.17× the cold tar), (g) 13.6 s, (h) 1,000,002
+  entries 26.4 s under the default 60 s watchdog. The second snapshot uploaded +0.02 %.
+
+### Committer (2026-12-01 19:14, issue 14: one step per entry, plain-path frozen walk, parallel gzip)
 
 Measured with \`BENCH_WORKLOADS=a1,b1,c1,d1,e1,f1,g1,h1,a3,b3,c3,d3 npm run bench -- --only=committer\`
 on an idle machine (1-minute load average 0.1 at the start, 3.5 at the end from the bench itself), Node 24. Read the ratios (same
@@ -517,7 +545,7 @@ run), not the times. What changed since the 15:14 run (its rows are kept above):
   followed by the frozen walk and then by the assembly and compression, where the bound streams
   tar | gzip in one pass. Compressing during the pre-copy (speculatively, before the frozen walk confirms
   the entries) would close most of that gap; it is not done.
-- **Memory** stays within 116–189 MiB, which the check above counts as **missed** (+70 MiB from the smallest to the largest layer); it rises with the width of the widest directory (the walk
+- **Memory** stayed within 116–189 MiB in that run, which the report's check counted as **missed** (+70 MiB from the smallest to the largest layer); it rises with the width of the widest directory (the walk
   holds one directory's sorted names: (h)'s node_modules has 125,000 package directories) and with
   Node 24's larger baseline (the 15:14 run was on Node 20: 92–109 MiB), not with the layer's size:
   1 GiB in (c) peaks at 167 MiB.
