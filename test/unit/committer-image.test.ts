@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { formatResult, RESULT_LIMIT } from "../../src/committer/cli.js";
 import { compressLayer } from "../../src/committer/compress.js";
 import {
@@ -140,6 +140,8 @@ describe("compression", () => {
     } catch (e) {
       if ((e as { code?: string }).code !== "ENOENT") throw e;
     }
+  });
+  afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -280,7 +280,7 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
           "NetworkPolicy",
         );
         expect(matches(np.spec.podSelector.matchLabels, deployment.spec.template.metadata.labels)).toBe(true);
-        expect(np.spec.policyTypes.sort()).toEqual(["Egress", "Ingress"]);
+        expect([...np.spec.policyTypes].sort()).toEqual(["Egress", "Ingress"]);
         for (const rule of np.spec.ingress) {
           expect(rule.from?.length, "every ingress rule names its peers").toBeGreaterThan(0);
           expect(rule.ports?.length, "every ingress rule names its ports").toBe(1);
@@ -339,7 +339,7 @@ describe.skipIf(missing)("deploy/ renders with kustomize", () => {
           expect(resources.sort()).toEqual(
             ["cronjobs", "daemonsets", "deployments", "jobs", "pods", "pods/ephemeralcontainers", "replicasets", "replicationcontrollers", "statefulsets"].sort(),
           );
-          for (const r of podSecurity.spec.matchConstraints.resourceRules) expect(r.operations.sort()).toEqual(["CREATE", "UPDATE"]);
+          for (const r of podSecurity.spec.matchConstraints.resourceRules) expect([...r.operations].sort()).toEqual(["CREATE", "UPDATE"]);
           expect(podSecurity.spec.paramKind).toEqual({ apiVersion: "v1", kind: "ConfigMap" });
           const connect = one<ValidatingAdmissionPolicy>(policies, "ValidatingAdmissionPolicy", "sandbox-snapshot-commit-pod-connect");
           expect(connect.spec.matchConstraints.resourceRules.flatMap((r) => r.resources).sort()).toEqual(["pods/attach", "pods/exec", "pods/portforward"]);
