@@ -256,18 +256,21 @@ export async function commit(
       // ones are still pushing: a push only reads its own blob, and a small layer's push is mostly round
       // trips, which the pushes of several containers now wait out together
       const pushes: Promise<CommittedContainer>[] = [];
-      const state = { pushFailed: false };
+      let pushFailed = false;
+      const failed = (): boolean => pushFailed; // a call: read afresh after each await
       try {
         for (const layer of layers) {
-          if (state.pushFailed) break;
+          if (failed()) break;
           const { blob, diffId } = await compress(leased, layer, s, scratch);
           disposeLayer(layer);
+          // the commit has failed while this layer was compressed: pushing it would only leave an image behind
+          if (failed()) break;
           const pushed = push(deps, leased, registries, layer.item, blob, diffId, s).then((r) => {
             scratch.remove(blob.path);
             return r;
           });
           pushed.catch(() => {
-            state.pushFailed = true; // awaited below; this only stops compressing the next layers
+            pushFailed = true; // awaited below; this only stops compressing the next layers
           });
           pushes.push(pushed);
         }

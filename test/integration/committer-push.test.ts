@@ -2,7 +2,7 @@
 // containerd → run; the CLI contract (result file, exit codes, signals); and that every failure path
 // leaves the containers running.
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,7 @@ import { recordId, recordLabels } from "../../src/committer/ownership.js";
 import { ContainerdClient } from "../../src/containerd/client.js";
 import { missingComponents } from "../support/components.js";
 import { exec, removeContainer, runContainer, startContainerd, taskStatus, type Containerd } from "../support/containerd.js";
+import { startDelayProxy } from "../support/delay-proxy.js";
 import { startRegistry, writeDockerConfig, type TestRegistry } from "../support/registry.js";
 
 const missing = missingComponents(["containerd", "runc", "ctr", "tar", "docker-registry"]);
@@ -276,6 +277,52 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     expect(atPush).toBe("RUNNING");
     expect(await taskStatus(cd, id)).toBe("RUNNING");
     await removeContainer(cd, id);
+  });
+
+  it("one push failing among several: its error is reported, and the commit returns only once no push is in flight, its scratch emptied", async () => {
+    const lost = await startRegistry();
+    const proxy = await startDelayProxy(reg.host);
+    const first = await runContainer(cd, "trio", "ns", "first");
+    const second = await runContainer(cd, "trio", "ns", "second");
+    await exec(cd, first, "echo 1 > /root/one");
+    await exec(cd, second, "echo 2 > /root/two");
+    // first's registry goes away during the freeze (its push fails after its retries, ~0.5 s); second's
+    // manifest is held by the proxy for 2 s, so second's push is still in flight when first's fails
+    proxy.rules = [{ method: "PUT", path: /\/snapshots\/trio-second\/manifests\//, beforeMs: 2000 }];
+    const e = env();
+    const inv = parseInvocation(["trio", "ns", `first:${lost.host}/snapshots/trio-first:1`, `second:${proxy.host}/snapshots/trio-second:1`], e);
+    if (!inv.ok || inv.value.mode !== "commit") throw new Error("bad invocation");
+    const client = new ContainerdClient({ socket: cd.socket, namespace: cd.namespace });
+    let error: unknown;
+    let inFlightAtReturn: string[] = [];
+    try {
+      await commit("trio", "ns", inv.value.targets, inv.value.settings, {
+        client,
+        log: { info: () => undefined, warn: () => undefined },
+        retry: { maxAttempts: 3, initialDelayMs: 200, maxDelayMs: 300 },
+        hooks: {
+          onFrozen: async () => {
+            await lost.stop();
+          },
+        },
+      }).catch((err: unknown) => {
+        error = err;
+        inFlightAtReturn = proxy.log.filter((r) => !r.done).map((r) => `${r.method} ${r.path}`);
+      });
+    } finally {
+      client.close();
+      await lost.close();
+    }
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain(lost.host);
+    // the manifest PUT of second was held: it had started, and the commit waited for it
+    expect(proxy.log.some((r) => r.method === "PUT" && r.path.includes("/trio-second/manifests/"))).toBe(true);
+    expect(inFlightAtReturn).toEqual([]);
+    expect(readdirSync(e.SNAPSHOT_SCRATCH_DIR ?? "")).toEqual([]);
+    expect([await taskStatus(cd, first), await taskStatus(cd, second)]).toEqual(["RUNNING", "RUNNING"]);
+    await proxy.close();
+    await removeContainer(cd, first);
+    await removeContainer(cd, second);
   });
 
   it("bad credentials: a clear error naming the registry, containers running", async () => {
