@@ -11,7 +11,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -72,7 +72,6 @@ function buildCommitter(dir: string): string {
   const out = join(dir, "dist");
   const files = sh(`cd ${JSON.stringify(REPO_ROOT)} && find src -name '*.ts'`).trim().split("\n");
   execFileSync(join(REPO_ROOT, "node_modules", ".bin", "esbuild"), [...files, `--outdir=${out}`, "--format=esm", "--platform=node", "--log-level=warning"], { cwd: REPO_ROOT });
-  cpSync(join(REPO_ROOT, "src", "containerd", "proto"), join(out, "containerd", "proto"), { recursive: true });
   return join(out, "committer", "cli.js");
 }
 

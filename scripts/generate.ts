@@ -1,12 +1,14 @@
-// Regenerates everything derived from the two schema sources:
+// Regenerates everything derived from the three schema sources:
 //   crds/sandboxsnapshot.schema.yaml   → crds/sandboxsnapshot.crd.yaml
 //   hooks/schema/metacontroller.schema.json (+ the above) → hooks/schema/hooks.generated.json
 //                                                          → src/api/types.generated.ts
+//   src/containerd/proto/*.proto       → src/containerd/schema.generated.ts
 // `--check` writes nothing and fails when a generated file differs from what it would write.
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { compile, type JSONSchema } from "json-schema-to-typescript";
 import { parse, stringify } from "yaml";
+import { containerdSchemaTs } from "./containerd-schema.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
@@ -161,6 +163,7 @@ async function main(): Promise<void> {
     ["crds/sandboxsnapshot.crd.yaml", crdYaml(src)],
     ["hooks/schema/hooks.generated.json", JSON.stringify(hooks, null, 2) + "\n"],
     ["src/api/types.generated.ts", await typesTs(hooks)],
+    ["src/containerd/schema.generated.ts", containerdSchemaTs(path("src/containerd/proto"))],
   ];
   const stale: string[] = [];
   for (const [file, content] of outputs) {

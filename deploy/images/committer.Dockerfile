@@ -36,7 +36,6 @@ ENV NODE_ENV=production
 COPY --from=build /src/node-runtime/node /usr/local/bin/node
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
-# dist/containerd/proto holds containerd's API definitions (copied by the build).
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/hooks/schema ./hooks/schema
 ENTRYPOINT ["/usr/local/bin/node", "/app/dist/committer/cli.js"]

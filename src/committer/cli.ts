@@ -131,8 +131,8 @@ if (isMain()) {
   };
   process.on("uncaughtException", crash);
   process.on("unhandledRejection", crash);
-  // grpc-js can leave its connection unreferenced while a call is in flight: without a handle of our
-  // own the event loop may empty mid-call and Node exit with code 0 and no result. Stay alive until done.
+  // Whatever a connection's handles do (grpc-js, used before, left its connection unreferenced with a call
+  // in flight), the event loop must not empty mid-call and Node exit with code 0 and no result. Stay alive until done.
   const keepAlive = setInterval(() => undefined, 60_000);
   void run(process.argv.slice(2), process.env, io).then((code) => {
     clearInterval(keepAlive);

@@ -3,9 +3,9 @@
 // owns its freeze (./ownership.ts): it takes the containers' freeze records before pausing, never
 // pauses or resumes a container someone else paused, and checks before resuming that the freeze
 // held (nobody resumed a container during it); otherwise the capture is torn and the thaw says so.
-import * as grpc from "@grpc/grpc-js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdError } from "../containerd/client.js";
+import { GrpcStatus } from "../containerd/grpc.js";
 import { FreezeOwnership, NOT_A_COMMIT, PausedByOther, RECORD_MARGIN_MS } from "./ownership.js";
 
 export interface FreezeLog {
@@ -46,7 +46,7 @@ export interface FreezerOptions {
 type FreezerClient = Pick<ContainerdClient, "pause" | "resume" | "taskStatus" | "createLease" | "deleteLease" | "listLeases">;
 
 /** Pause errors after which the pause may have happened anyway: the container counts as ours. */
-const UNCERTAIN = new Set<grpc.status>([grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE, grpc.status.CANCELLED]);
+const UNCERTAIN = new Set<number>([GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.UNAVAILABLE, GrpcStatus.CANCELLED]);
 
 export class Freezer {
   private paused: string[] = [];
@@ -124,9 +124,9 @@ export class Freezer {
       void this.thaw().catch(() => undefined);
     }, this.maxFreezeMs);
     clearInterval(hold);
-    // Referenced on purpose: while containers are frozen this timer keeps the process alive. grpc-js can
-    // leave its connection unreferenced with a call in flight; with an unreferenced watchdog the event
-    // loop then empties and Node exits (code 0, no result) leaving the containers paused. doThaw clears it.
+    // Referenced on purpose: while containers are frozen this timer keeps the process alive, whatever the
+    // gRPC connection does (grpc-js, used before, left its connection unreferenced with a call in flight:
+    // the event loop emptied and Node exited with code 0 and no result, the containers paused). doThaw clears it.
     const pausing = Promise.allSettled(
       this.ids.map(async (id) => {
         try {

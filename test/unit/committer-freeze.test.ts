@@ -1,6 +1,6 @@
-import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { ContainerdClient, ContainerdError } from "../../src/containerd/client.js";
+import { GrpcStatus } from "../../src/containerd/grpc.js";
 import type { Lease, ProcessStatus } from "../../src/containerd/types.js";
 import { Freezer, FreezeBroken, thawAll, WatchdogExpired } from "../../src/committer/freeze.js";
 import { FreezeOwnership, judge, recordId, recordLabels, RECORD_MARGIN_MS } from "../../src/committer/ownership.js";
@@ -21,19 +21,19 @@ class FakeTasks {
     const fake = {
       pause: async (id: string): Promise<void> => {
         await new Promise((r) => setTimeout(r, this.pauseDelayMs.get(id) ?? 1));
-        if (this.failPause.has(id)) throw new ContainerdError("Tasks.Pause", grpc.status.UNKNOWN, `cannot pause ${id}`);
-        if (this.state.get(id) === "PAUSED") throw new ContainerdError("Tasks.Pause", grpc.status.FAILED_PRECONDITION, "already paused");
+        if (this.failPause.has(id)) throw new ContainerdError("Tasks.Pause", GrpcStatus.UNKNOWN, `cannot pause ${id}`);
+        if (this.state.get(id) === "PAUSED") throw new ContainerdError("Tasks.Pause", GrpcStatus.FAILED_PRECONDITION, "already paused");
         this.state.set(id, "PAUSED");
       },
       resume: async (id: string): Promise<void> => {
         await new Promise((r) => setTimeout(r, 1));
-        if (this.state.get(id) !== "PAUSED") throw new ContainerdError("Tasks.Resume", grpc.status.FAILED_PRECONDITION, "not paused");
+        if (this.state.get(id) !== "PAUSED") throw new ContainerdError("Tasks.Resume", GrpcStatus.FAILED_PRECONDITION, "not paused");
         this.state.set(id, "RUNNING");
       },
       taskStatus: (id: string): Promise<ProcessStatus | undefined> => Promise.resolve(this.state.get(id)),
       createLease: async (id: string, labels: Record<string, string>): Promise<void> => {
         await this.onCreate?.(id);
-        if (this.leases.has(id)) throw new ContainerdError("Leases.Create", grpc.status.ALREADY_EXISTS, `lease ${id}: already exists`);
+        if (this.leases.has(id)) throw new ContainerdError("Leases.Create", GrpcStatus.ALREADY_EXISTS, `lease ${id}: already exists`);
         this.leases.set(id, labels);
       },
       deleteLease: (id: string): Promise<void> => {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import * as grpc from "@grpc/grpc-js";
 import { ContainerdClient, ContainerdError } from "../../src/containerd/client.js";
+import { GrpcStatus } from "../../src/containerd/grpc.js";
 import { loadBaseImage } from "../../src/committer/image.js";
 import { compatiblePlatforms, normalizePlatform, only, pickIndexEntry } from "../../src/committer/platform.js";
 
@@ -23,7 +23,7 @@ function store(build: (put: (o: unknown) => { digest: string; size: number }) =>
     getImage: (name: string) => Promise.resolve({ name, labels: {}, target: { media_type: target.mediaType, digest: target.digest, size: 0, annotations: {} } }),
     readContentAll: (digest: string) => {
       const b = blobs.get(digest);
-      return b ? Promise.resolve(b) : Promise.reject(new ContainerdError("Content.Read", grpc.status.NOT_FOUND, "not found"));
+      return b ? Promise.resolve(b) : Promise.reject(new ContainerdError("Content.Read", GrpcStatus.NOT_FOUND, "not found"));
     },
   };
   return fake as unknown as ContainerdClient;
