@@ -100,6 +100,7 @@ async function main(): Promise<void> {
     { name: "committer-2026-11-29", label: "before the pre-copy", judged: true },
     { name: "committer-2026-12-01-precopy", label: "with the pre-copy, before the synchronous layer assembly, the plain-path frozen walk and the parallel gzip", judged: false },
     { name: "committer-2026-12-01-evening", label: "with the parallel gzip, before the GC pacing and the concurrent pushes", judged: false },
+    { name: "committer-2026-12-01-night", label: "with the GC pacing and the concurrent pushes, before our own gRPC client", judged: false },
   ].flatMap(({ name, label, judged }) => {
     const stored = load<object>(name);
     return stored !== undefined ? [{ ...stored, label, judged }] : [];
