@@ -9,7 +9,7 @@ import type { FieldSchema, ScalarType } from "../src/containerd/protobuf.js";
 
 const SCALARS = new Set<string>(["string", "bytes", "bool", "int32", "uint32", "int64", "uint64"] satisfies ScalarType[]);
 
-export interface MethodSchema {
+interface MethodSchema {
   readonly path: string;
   readonly request: string;
   readonly response: string;
@@ -18,7 +18,8 @@ export interface MethodSchema {
 
 const fullName = (t: protobuf.ReflectionObject): string => t.fullName.replace(/^\./, "");
 
-function loadRoot(protoDir: string): protobuf.Root {
+/** The .proto files of `protoDir`, parsed and resolved by protobufjs. */
+export function loadProtoRoot(protoDir: string): protobuf.Root {
   const root = new protobuf.Root();
   // imports name files of this directory, or google/protobuf/* (protobufjs has those built in)
   root.resolvePath = (_origin, target) => (target.startsWith("google/protobuf/") ? target : join(protoDir, target));
@@ -51,7 +52,7 @@ function fieldSchema(f: protobuf.Field, where: string): FieldSchema {
 
 /** The generated module's text. */
 export function containerdSchemaTs(protoDir: string): string {
-  const root = loadRoot(protoDir);
+  const root = loadProtoRoot(protoDir);
   const messages = new Map<string, FieldSchema[]>();
   const enums = new Map<string, [string, number][]>();
   const methods: [string, MethodSchema][] = [];

@@ -44,7 +44,7 @@ export class GrpcError extends Error {
   }
 }
 
-export function codeName(code: number): string {
+function codeName(code: number): string {
   return Object.entries(GrpcStatus).find(([, v]) => v === code)?.[0] ?? String(code);
 }
 

@@ -289,7 +289,7 @@ function readValue(r: Reader, schema: ProtoSchema, kind: "scalar" | "enum" | "me
     }
     case "bytes": {
       const n = r.length();
-      const b = Buffer.from(r.buf.subarray(r.pos, r.pos + n)); // a copy: the frame it came in is reused
+      const b = r.buf.subarray(r.pos, r.pos + n); // a view: the message's buffer is never reused
       r.pos += n;
       return b;
     }

@@ -312,6 +312,7 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     } finally {
       client.close();
       await lost.close();
+      await proxy.close();
     }
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).toContain(lost.host);
@@ -320,7 +321,6 @@ describe.skipIf(missing)("committer push (real containerd + registry)", () => {
     expect(inFlightAtReturn).toEqual([]);
     expect(readdirSync(e.SNAPSHOT_SCRATCH_DIR ?? "")).toEqual([]);
     expect([await taskStatus(cd, first), await taskStatus(cd, second)]).toEqual(["RUNNING", "RUNNING"]);
-    await proxy.close();
     await removeContainer(cd, first);
     await removeContainer(cd, second);
   });

@@ -3,26 +3,19 @@
 // to the same values, and protobufjs's bytes decode with ours to the same values. Plus what a server
 // or a bug may send: unknown fields, negative and 64-bit integers, truncated and malformed input.
 import fc from "fast-check";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
 import { afterAll, describe, expect, it } from "vitest";
-import { containerdSchemaTs } from "../../scripts/containerd-schema.js";
+import { containerdSchemaTs, loadProtoRoot } from "../../scripts/containerd-schema.js";
 import { decode, encode, ProtobufError, type FieldSchema, type ProtoSchema } from "../../src/containerd/protobuf.js";
 import { CONTAINERD_SCHEMA } from "../../src/containerd/schema.generated.js";
 
 const PROTO_DIR = fileURLToPath(new URL("../../src/containerd/proto/", import.meta.url));
 
-function reference(): protobuf.Root {
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, target) => (target.startsWith("google/protobuf/") ? target : join(PROTO_DIR, target));
-  root.loadSync(["containers.proto", "content.proto", "diff.proto", "images.proto", "leases.proto", "snapshots.proto", "tasks.proto", "version.proto"], { keepCase: true });
-  root.resolveAll();
-  return root;
-}
-const ROOT = reference();
+const ROOT = loadProtoRoot(PROTO_DIR);
 const TO_OBJECT = { longs: Number, enums: String, bytes: Buffer, defaults: true } as const;
 
 /** What protobufjs decodes, in our conventions (its defaults leave absent messages undefined; ours null). */
@@ -183,8 +176,7 @@ describe("containerd schema generator", () => {
     return d;
   };
 
-  it("generates the checked-in schema from src/containerd/proto", async () => {
-    const { readFileSync } = await import("node:fs");
+  it("generates the checked-in schema from src/containerd/proto", () => {
     expect(containerdSchemaTs(PROTO_DIR)).toBe(readFileSync(fileURLToPath(new URL("../../src/containerd/schema.generated.ts", import.meta.url)), "utf8"));
   });
 
