@@ -1,5 +1,8 @@
 // Runs one commit's capture and layer compression in a process of its own and reports the largest
-// live memory seen (heap + buffers, sampled after a forced GC every 50 ms), for the bounded-memory test.
+// live memory seen (heap + buffers after a forced GC), for the bounded-memory test. It is sampled every
+// 50 ms during the capture and after every MiB of layer handed to compression: the compression pipeline
+// holds the most buffers, and a timer alone sampled a short run's few seconds of it too rarely to see
+// its peak (the two runs then differed by their sampling, not by their memory).
 //   node --expose-gc --import tsx capture-memory-child.ts <socket> <containerd root> <pod> <scratch dir>
 import { join } from "node:path";
 import { capture, layerBytes } from "../../src/committer/capture.js";
@@ -18,6 +21,18 @@ const sample = (): void => {
   maxLive = Math.max(maxLive, m.heapUsed + m.arrayBuffers);
 };
 const timer = setInterval(sample, 50);
+/** The layer's chunks, with a sample after every MiB of them. */
+async function* sampled(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let since = 0;
+  for await (const c of chunks) {
+    yield c;
+    since += c.length;
+    if (since >= 1024 * 1024) {
+      since = 0;
+      sample();
+    }
+  }
+}
 const client = new ContainerdClient({ socket, namespace: "k8s.io" });
 try {
   const lease = `memory-${process.pid}`;
@@ -28,7 +43,7 @@ try {
   const layer = r.layers[0];
   if (layer === undefined) throw new Error("no layer");
   const bytes = layerBytes(client.leased(lease), layer);
-  const blob = await compressLayer(bytes.chunks, join(scratchDir, "layer.tar.gz"), "gzip", scratch.available());
+  const blob = await compressLayer(sampled(bytes.chunks), join(scratchDir, "layer.tar.gz"), "gzip", scratch.available());
   sample();
   const entries = layer.frozen?.entries ?? 0;
   process.stdout.write(`${JSON.stringify({ maxLiveBytes: maxLive, entries, layerEntries: bytes.result().entries, blobBytes: blob.size, freezeMillis: r.freezeMillis })}\n`);
